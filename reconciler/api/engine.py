@@ -648,6 +648,17 @@ def _container_view(rec: Any, c: base.ContainerState, net_ids: Mapping[str, str]
         ports=tuple(ports))
 
 
+def _terminal_size(q: Mapping[str, str]) -> tuple[int, int]:
+    """A resize's `h` and `w` (rows, columns), or dockerd's 400 for one that is not a number."""
+    try:
+        rows, cols = int(q.get("h") or 0), int(q.get("w") or 0)
+    except ValueError:
+        raise HttpError(400, f"invalid terminal size: h={q.get('h')!r} w={q.get('w')!r}: give whole numbers") from None
+    if not (0 <= rows < 1 << 16 and 0 <= cols < 1 << 16):
+        raise HttpError(400, f"invalid terminal size: {rows}x{cols}")
+    return rows, cols
+
+
 def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
     """The local image `ref`, or Docker's 404 "No such image: REF" (docker-py and compose key
     their pull-on-missing on those words), REF as dockerd words it (`missing:latest`)."""
@@ -951,7 +962,7 @@ class EngineApi:
         if method == "POST" and parts == ["build"]:
             return 200, self._build(q, query, raw)
         if parts[0] == "exec" and len(parts) == 3:
-            return self._exec(method, parts[1], parts[2], body)
+            return self._exec(method, parts[1], parts[2], q, body)
         if parts[0] == "networks" and (method != "GET" or len(parts) > 2):
             return self._network_change(method, parts[1:], body)
         if parts[0] == "volumes" and method != "GET":
@@ -1424,6 +1435,14 @@ class EngineApi:
             attached = self._attach(ident, q)
             return 200, attached if isinstance(attached, Hijack) else Hijack(attached)
         if method == "POST" and action == "resize":
+            # `docker run -it`, `docker attach`: conmon's terminal (its ctl fifo); one without a
+            # terminal has nothing to size, as dockerd's answers
+            from reconciler.runtime.native.containers import execs
+
+            rows, cols = _terminal_size(q)
+            rec = rt.containers.get(ident)
+            if rec.terminal:
+                execs.resize(rt.containers, rec.id, rows, cols)
             return 200, None
         if method == "POST" and action == "update":
             return 200, self._update(ident, body() or {})
@@ -1654,7 +1673,8 @@ class EngineApi:
         except OSError:
             pass                            # the container ended meanwhile
 
-    def _exec(self, method: str, exec_id: str, action: str, body: Callable[[], Any]) -> tuple[int, Any]:
+    def _exec(self, method: str, exec_id: str, action: str, q: Mapping[str, str],
+              body: Callable[[], Any]) -> tuple[int, Any]:
         with self._lock:
             ex = self._execs.get(exec_id)
         if ex is None:
@@ -1665,6 +1685,7 @@ class EngineApi:
                                            "privileged": ex["privileged"], "user": ex["user"]},
                          "OpenStdin": ex["stdin"], "OpenStdout": True, "OpenStderr": True, "Pid": 0}
         if method == "POST" and action == "resize":
+            self._exec_resize(ex, *_terminal_size(q))
             return 201, None
         if method == "POST" and action == "start":
             opts = body() or {}
@@ -1976,6 +1997,19 @@ class EngineApi:
         text = action if action == "exec_die" else f"{action}: {' '.join(ex['argv'])}"
         manager.event(rec, text, execID=ex["id"], **extra)
 
+    def _exec_resize(self, ex: dict[str, Any], rows: int, cols: int) -> None:
+        """`docker exec -it` sizes the exec's terminal once it started, and at each resize of the
+        client's window: its pty, while it runs (`execs.resize_exec`); before, the size is kept
+        for its start. It stayed 0x0 (vi, top, less and line editing drew for no size)."""
+        from reconciler.runtime.native.containers import execs
+
+        with self._lock:            # the pty's fd and the runtime's pid, while they are the exec's
+            ex["size"] = (rows, cols)
+            term = ex.get("term")
+            if term is not None:
+                with contextlib.suppress(OSError):
+                    execs.resize_exec(term[0], term[1], rows, cols)
+
     def _exec_run(self, ex: dict[str, Any], *, detach: bool = False) -> Hijack:
         """Run an exec and relay it live: its output as Docker's frames (raw with a TTY) as it
         comes, until its process exits (a background child that keeps its output open does not
@@ -2006,6 +2040,12 @@ class EngineApi:
         # the input's own fd, closed by the input's end alone: the output's end may come while a
         # write waits, and a closed fd's number may be another file's by the next write
         into = os.dup(master) if master is not None and fed else None
+        if master is not None:      # the terminal's own fd for resizes, closed before the runtime is reaped
+            with self._lock:
+                ex["term"] = (os.dup(master), proc.pid)
+                if ex.get("size"):
+                    with contextlib.suppress(OSError):
+                        execs.resize_exec(ex["term"][0], proc.pid, *ex["size"])
 
         def frames() -> Iterator[bytes]:
             failure: str | None = None
@@ -2013,6 +2053,10 @@ class EngineApi:
                 for stream, chunk in execs.output(proc, launch, master):
                     yield chunk if master is not None else _frame(stream, chunk)
             finally:
+                with self._lock:
+                    term = ex.pop("term", None)
+                    if term is not None:
+                        os.close(term[0])
                 execs.release(proc, master)
                 code = proc.wait()
                 failure = launch.failure()

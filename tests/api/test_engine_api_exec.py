@@ -239,3 +239,70 @@ def test_exec_runs_as_the_user_in_the_directory_with_the_environment_asked(engin
             client.close()
     finally:
         docker(engine_api, "rm", "-f", "box", check=False)
+
+
+# ------------------------------------------------------------------ the terminal has the client's size
+
+
+def _size_of(sock: str, container: str, command: str, timeout: float = 20) -> tuple[int, int]:
+    """(rows, columns) of the terminal of the process running `command` in `container`, read
+    from the host (its pid from `docker top`) once its size is not 0x0, or as it is at `timeout`."""
+    import fcntl
+    import struct
+    import termios
+
+    deadline = time.monotonic() + timeout
+    size = (0, 0)
+    while time.monotonic() < deadline:
+        rows = docker(sock, "top", container, "-eo", "pid,args", check=False).stdout.splitlines()[1:]  # (not made yet)
+        pids = [line.split()[0] for line in rows if line.split()[1:] == command.split()]
+        if pids:
+            fd = os.open(f"/proc/{pids[0]}/fd/0", os.O_RDONLY | os.O_NOCTTY)
+            try:
+                size = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+            finally:
+                os.close(fd)
+        if size != (0, 0):
+            return size
+        time.sleep(0.1)
+    return size
+
+
+def _window(master: int, rows: int, cols: int) -> None:
+    """Set the size of the client's terminal: the kernel sends SIGWINCH to the docker CLI on it."""
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+@pytest.mark.parametrize("how", ["exec", "run"])
+def test_the_terminal_of_exec_it_and_run_it_has_the_clients_window_size(engine_api: str, box: str,
+                                                                         busybox_image: str, how: str) -> None:
+    """`docker exec -it` and `docker run -it` size the process's terminal as the client's window,
+    at the start and at each resize of the window, as on dockerd: the native engine answered the
+    resizes and changed nothing, so the terminal stayed 0x0 (vi, top, less and line editing drew
+    for no size)."""
+    master, slave = os.openpty()
+    _window(master, 30, 100)
+    args = (["exec", "-it", box] if how == "exec" else
+            ["run", "-it", "--name", "sized", "--network", "none", busybox_image])
+    container = box if how == "exec" else "sized"
+    # the CLI on its own session with the terminal as its controlling one, as in a shell
+    proc = subprocess.Popen(["setsid", "-c", "docker", *args, "sleep", "61"], stdin=slave, stdout=slave, stderr=slave,
+                            env=_env(engine_api))
+    os.close(slave)
+    try:
+        assert _size_of(engine_api, container, "sleep 61") == (30, 100)
+        _window(master, 40, 120)
+        deadline = time.monotonic() + 20
+        while _size_of(engine_api, container, "sleep 61") != (40, 120):
+            assert time.monotonic() < deadline, "the resize of the client's window did not reach the terminal"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+        if how == "run":
+            docker(engine_api, "rm", "-f", "sized")

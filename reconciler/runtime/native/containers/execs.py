@@ -8,7 +8,7 @@ whatever background child still holds its output: without a terminal the runtime
 under `execwait.py`, the process's parent that exits with it. A process that could not start
 (a missing command) is `Launch.failure()`, dockerd's words, and exit code START_FAILED (126).
 Attach connects to conmon's attach socket of a container created with a terminal or stdin;
-`resize` sets the size of that terminal.
+`resize` sets the size of that terminal, `resize_exec` the size of an exec's.
 
 They only read records, so they take a `records.RecordStore` (a `ContainerManager` is one);
 the lifecycle (containers.py) does not need them.
@@ -33,7 +33,7 @@ from reconciler.runtime.native.containers import conmon, oci, records
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["ATTACH_MESSAGE_MAX", "START_FAILED", "AttachSocket", "CannotStart", "Launch", "attach", "connect", "exec_argv", "exec_process", "output", "relay", "release", "resize", "run", "spawn"]
+__all__ = ["ATTACH_MESSAGE_MAX", "START_FAILED", "AttachSocket", "CannotStart", "Launch", "attach", "connect", "exec_argv", "exec_process", "output", "relay", "release", "resize", "resize_exec", "run", "spawn"]
 
 
 # -- attach
@@ -117,6 +117,21 @@ def resize(store: records.RecordStore, name_or_id: str, rows: int, cols: int) ->
         pass
     finally:
         os.close(fd)
+
+
+def resize_exec(master: int, runtime_pid: int, rows: int, cols: int) -> None:
+    """Set the size of a spawned exec's terminal: its pty's (`master`, the runtime's stdio), which
+    the runtime copies to the container's own terminal at its start and on each SIGWINCH, sent
+    here (the runtime holds no controlling terminal that would send it). The caller makes sure
+    `master` is still open and `runtime_pid` not yet reaped."""
+    import fcntl
+    import signal
+    import struct
+    import termios
+
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(runtime_pid, signal.SIGWINCH)
 
 
 # -- exec

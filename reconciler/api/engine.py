@@ -1288,11 +1288,12 @@ class EngineApi:
 
     def _version(self) -> dict[str, Any]:
         u = platform.uname()
-        return {"Version": f"reconciler-{__version__}", "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                "Os": "linux", "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine),
-                "KernelVersion": u.release, "GitCommit": "", "GoVersion": "", "BuildTime": "",
-                "Components": [{"Name": "Engine", "Version": __version__,
-                                "Details": {"ApiVersion": API_VERSION, "Os": "linux"}}]}
+        own = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+               "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine), "KernelVersion": u.release,
+               "GitCommit": "", "GoVersion": "", "BuildTime": ""}
+        # the docker CLI prints the Engine component's details (`OS/Arch`, `minimum version`)
+        return {"Version": f"reconciler-{__version__}", **own,
+                "Components": [{"Name": "Engine", "Version": __version__, "Details": {**own, "Experimental": "false"}}]}
 
     def _info(self) -> dict[str, Any]:
         cs = self.runtime.list_containers()
@@ -1306,6 +1307,17 @@ class EngineApi:
                 "OperatingSystem": "reconciler native engine", "Architecture": platform.machine(),
                 "NCPU": os.cpu_count() or 1, "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
                 "CgroupDriver": "cgroupfs", "Runtimes": {"runc": {"path": "runc"}}, "DefaultRuntime": "runc",
+                # what dockerd 20.10 says besides, that scripts and the docker CLI read
+                # (`docker info -f '{{.Swarm.LocalNodeState}}'`): no swarm here, the log driver
+                # containers get unless they name one, the kernel, the seccomp profile applied
+                "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+                          "Error": "", "RemoteManagers": None},
+                "LoggingDriver": "json-file", "KernelVersion": platform.release(),
+                "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
+                "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
+                            "Log": ["json-file", "local"]},
+                "SecurityOptions": ["name=seccomp,profile=default"], "IndexServerAddress": "https://index.docker.io/v1/",
+                "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": False, "Debug": False,
                 "Warnings": []}
 
     def _containers(self, method: str, parts: list[str], q: Mapping[str, str],
@@ -1386,7 +1398,16 @@ class EngineApi:
         if method == "POST" and action == "wait":
             return 200, self._wait(ident, q.get("condition") or "not-running")
         if method == "DELETE" and action == "":
-            rt.remove_container(ident, force=_flag(q, "force"), volumes=_flag(q, "v"))   # `docker rm -v`
+            try:
+                rt.remove_container(ident, force=_flag(q, "force"), volumes=_flag(q, "v"))   # `docker rm -v`
+            except rterrors.Conflict:
+                state = rt.inspect_container(ident)
+                if state.status.value != "running":
+                    raise
+                # dockerd's words, which say what to do (the engine's hint is not in an API error)
+                raise HttpError(409, f"You cannot remove a {'paused' if state.paused else 'running'} container "
+                                     f"{state.id}. {'Unpause and then stop' if state.paused else 'Stop'} the "
+                                     "container before attempting removal or force remove") from None
             return 204, None
         if method == "GET" and action == "logs":
             return 200, self._logs(ident, q)

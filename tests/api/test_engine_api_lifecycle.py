@@ -299,3 +299,38 @@ def test_a_missing_executable_fails_the_start_not_the_create(host: Host, tmp_pat
         docker(sock, "rm", "nocmd")
         assert _names(sock) == []
         docker(sock, "volume", "rm", "helper")
+
+
+def test_removing_a_running_container_says_what_to_do(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    """`docker rm` of a running container said `container NAME is running` (the engine's hint,
+    stop it or force, was not in the API's error); now dockerd's words, which say it."""
+    with serving(host, tmp_path) as (sock, _):
+        docker(sock, "pull", busybox_image)
+        cid = docker(sock, "run", "-d", "--name", "up", "--network", "none", busybox_image, "sleep", "300").stdout.strip()
+        refused = docker(sock, "rm", "up", check=False)
+        assert refused.returncode == 1
+        assert (f"You cannot remove a running container {cid}. Stop the container before attempting removal or "
+                "force remove") in refused.stderr
+        docker(sock, "pause", "up")
+        assert "You cannot remove a paused container" in docker(sock, "rm", "up", check=False).stderr
+        docker(sock, "rm", "-f", "up")
+
+
+def test_info_and_version_say_what_dockerd_says(host: Host, tmp_path: Path) -> None:
+    """`docker info` said `Swarm:` with nothing after it and no kernel, log driver or cgroup
+    version (`docker info -f '{{.Swarm.LocalNodeState}}'`, which scripts ask before a stack
+    deploy, was empty), and `docker version` `OS/Arch: linux/` and `minimum version ` (the
+    CLI prints the Engine component's details)."""
+    import platform
+
+    with serving(host, tmp_path) as (sock, _):
+        info = docker(sock, "info", "-f", "{{.Swarm.LocalNodeState}} {{.LoggingDriver}} {{.KernelVersion}} "
+                                          "{{.CgroupVersion}} {{.Plugins.Volume}}").stdout.split()
+        assert info[:3] == ["inactive", "json-file", platform.release()]
+        assert info[3] in ("1", "2")
+        assert info[4] == "[local]"
+        assert "Swarm: inactive" in docker(sock, "info").stdout
+        version = docker(sock, "version").stdout
+        server = version[version.index("Server:"):]
+        assert "minimum version 1.24" in server
+        assert f"OS/Arch:          linux/{ {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(platform.machine())}" in server

@@ -122,7 +122,9 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         if not dst:             # `/data` alone: an anonymous volume
             src, dst = "", src
         kind = "bind" if src.startswith("/") else "volume"
-        modes = mode.split(",")
+        modes = mode.split(",") if mode else []
+        if not _valid_modes(modes):     # a typo (`:r0`) was taken, and mounted read-write: dockerd's 400
+            raise HttpError(400, f"invalid mode: {mode}")
         mounts.append(base.Mount(type=kind, source=src, target=dst, read_only="ro" in modes,
                                  options=tuple(o for o in modes if o in _MOUNT_MODES)))
     for m in host.get("Mounts") or ():
@@ -249,6 +251,15 @@ def create_settings(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _MOUNT_MODES = ("nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave")   # Binds' modes kept
+# the modes of a Binds entry dockerd takes, at most one of each kind (volume/mounts/linux_parser.go
+# ValidMountMode): the SELinux labels and the consistency ones mean nothing here and are left
+_MODE_KINDS = ({"rw", "ro"}, {"z", "Z"}, {"nocopy"}, {"consistent", "cached", "delegated"},
+               {"private", "rprivate", "shared", "rshared", "slave", "rslave"})
+
+
+def _valid_modes(modes: Sequence[str]) -> bool:
+    return all(any(m in kind for kind in _MODE_KINDS) for m in modes) and \
+        all(sum(m in kind for m in modes) <= 1 for kind in _MODE_KINDS)
 
 
 def _stop_timeout(value: Any) -> float:

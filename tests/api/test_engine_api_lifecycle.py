@@ -334,3 +334,23 @@ def test_info_and_version_say_what_dockerd_says(host: Host, tmp_path: Path) -> N
         server = version[version.index("Server:"):]
         assert "minimum version 1.24" in server
         assert f"OS/Arch:          linux/{ {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(platform.machine())}" in server
+
+
+def test_a_bind_mode_dockerd_does_not_know_is_refused(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    """`-v SRC:DST:MODE` with a mode dockerd refuses (`r0` for `ro`, two of a kind) was taken and
+    the mode dropped: the typo mounted read-write. Now dockerd's 400, `invalid mode: MODE`,
+    nothing made; the modes dockerd takes (SELinux labels, consistency) still run."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with serving(host, tmp_path) as (sock, _):
+        docker(sock, "pull", busybox_image)
+        for mode in ("r0", "ro,rw", "rw,zz"):
+            ran = docker(sock, "run", "--rm", "--network", "none", "-v", f"{src}:/x:{mode}", busybox_image, "true",
+                         check=False)
+            assert ran.returncode == 125, ran.stderr
+            assert f"invalid mode: {mode}" in ran.stderr
+        assert docker(sock, "ps", "-aq").stdout.strip() == ""
+        ran = docker(sock, "run", "--rm", "--network", "none", "-v", f"{src}:/x:ro,z,cached", busybox_image,
+                     "touch", "/x/f", check=False)
+        assert ran.returncode == 1                   # read-only, as asked
+        assert "Read-only file system" in ran.stderr

@@ -19,12 +19,15 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from reconciler.runtime.native.containers import records
 from tests.api.test_engine_api import docker, request
@@ -212,3 +215,80 @@ def test_a_start_refused_for_a_taken_host_port_is_a_500_as_on_dockerd(
     taken = both.run("run", "-d", "-l", label, "-p", f"127.0.0.1:{port}:80", ref, "sleep", "600", check=False)
     for side, proc in taken.items():                        # another container publishes it
         assert proc.returncode == 125, (side, proc.stderr)
+
+
+def test_a_container_that_does_not_run_gives_its_host_port_to_one_that_asks(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    """dockerd binds a host port at a container's start, not at its create: a container made
+    while another that does not run publishes the port is made, and whichever starts first has
+    it (the other's start fails, "port is already allocated"). The native engine held the port
+    from the create on, so a second create was refused: compose's recreate (the new container
+    made before the old, stopped, is removed) failed on every service with a published port.
+    Here the second gets it; the first takes it back at its own start once it is free."""
+    port = publish_port()
+    docker(engine_api, "pull", busybox_image)
+    docker(engine_api, "create", "--name", "first", "-p", f"127.0.0.1:{port}:80", busybox_image,
+           "sh", "-c", _httpd("hello-from-first"))
+    docker(engine_api, "create", "--name", "second", "-p", f"127.0.0.1:{port}:80", busybox_image,
+           "sh", "-c", _httpd("hello-from-second"))
+    docker(engine_api, "start", "second")
+    _eventually(lambda: _answer(port) == "hello-from-second", "the second does not serve the port")
+    refused = docker(engine_api, "start", "first", check=False)
+    assert refused.returncode != 0
+    assert f"host port 127.0.0.1:{port}/tcp is already published by container 'second'" in refused.stderr
+    assert _answer(port) == "hello-from-second"             # the running one kept it
+    docker(engine_api, "stop", "-t", "0", "second")
+    docker(engine_api, "start", "first")
+    _eventually(lambda: _answer(port) == "hello-from-first", "the first does not take its port back")
+    _agree(engine_api, host, "first", port, to=_ip(engine_api, "first", "bridge"))
+    assert "already published by container 'first'" in docker(engine_api, "start", "second", check=False).stderr
+    docker(engine_api, "rm", "-f", "first", "second")
+
+    # a port the engine had chosen for a stopped container (`-p 80`): it chooses another at its start
+    docker(engine_api, "run", "-d", "--name", "any", "-p", "127.0.0.1::80", busybox_image, "sh", "-c", _httpd("any"))
+    chosen = int(docker(engine_api, "port", "any", "80").stdout.strip().rpartition(":")[2])
+    docker(engine_api, "stop", "-t", "0", "any")
+    docker(engine_api, "run", "-d", "--name", "taker", "-p", f"127.0.0.1:{chosen}:80", busybox_image,
+           "sh", "-c", _httpd("taker"))
+    docker(engine_api, "start", "any")
+    again = int(docker(engine_api, "port", "any", "80").stdout.strip().rpartition(":")[2])
+    assert again != chosen
+    _eventually(lambda: _answer(again) == "any" and _answer(chosen) == "taker", "the two do not serve their ports")
+    docker(engine_api, "rm", "-f", "any", "taker")
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs Debian's docker-compose (v1)")
+def test_docker_compose_recreates_a_service_that_publishes_a_port(
+        engine_api: str, host: Host, busybox_image: str, tmp_path: Path) -> None:
+    """`docker-compose up -d` of a changed service, and `up -d --force-recreate`, stop the old
+    container, rename it, create the new one with the same ports and start it, then remove the
+    old one: the create was refused (the port held by the old one, stopped), the service left
+    down and its old container renamed."""
+    port = publish_port()
+    project = f"{host.config.name_prefix}p"
+
+    def compose(text: str, *args: str) -> None:
+        (tmp_path / "compose.yml").write_text(f"""
+version: "3.8"
+services:
+  web:
+    image: {busybox_image}
+    command: sh -c "{_httpd(text)}"
+    ports: ["127.0.0.1:{port}:80"]
+""")
+        env = {**os.environ, "DOCKER_HOST": f"unix://{engine_api}"}
+        proc = subprocess.run(["docker-compose", "-p", project, *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=180, check=False)
+        assert proc.returncode == 0, f"docker-compose {' '.join(args)}: {proc.stdout}{proc.stderr}"
+
+    try:
+        compose("v1", "up", "-d")
+        _eventually(lambda: _answer(port) == "v1", "the service does not serve")
+        compose("v2", "up", "-d")                               # changed: recreated
+        _eventually(lambda: _answer(port) == "v2", "the recreated service does not serve")
+        compose("v2", "up", "-d", "--force-recreate")
+        _eventually(lambda: _answer(port) == "v2", "the service recreated by force does not serve")
+        assert docker(engine_api, "ps", "-a", "--format", "{{.Names}}").stdout.split() == [f"{project}_web_1"]
+    finally:
+        compose("v2", "down")
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""

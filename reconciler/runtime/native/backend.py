@@ -170,8 +170,8 @@ class LazyNetwork:
     def disconnect(self, container_id: str, network: str) -> Attachment:
         return self.manager.disconnect(container_id, network)
 
-    def forward(self, container_id: str, on: bool) -> Attachment:
-        return self.manager.forward(container_id, on)
+    def forward(self, container_id: str, on: bool, ports: Sequence[base.PortMapping] = ()) -> Attachment:
+        return self.manager.forward(container_id, on, ports)
 
     def files(self, container_id: str) -> tuple[Path, Path]:
         return self.manager.files(container_id)

@@ -98,7 +98,7 @@ class NetworkAttacher(Protocol):
 
     def disconnect(self, container_id: str, network: str) -> Attachment: ...
 
-    def forward(self, container_id: str, on: bool) -> Attachment: ...
+    def forward(self, container_id: str, on: bool, ports: Sequence[base.PortMapping] = ()) -> Attachment: ...
 
     def files(self, container_id: str) -> tuple[Path, Path]: ...
 
@@ -803,7 +803,8 @@ class ContainerManager(records.RecordStore):
         them forwarded to a container that no longer ran."""
         if not rec.netns_path or not rec.ports() or (not on and not rec.published):
             return rec
-        att = self._network().forward(rec.id, on)
+        # at a start, the ports it gave up while stopped to a container made meanwhile are taken back
+        att = self._network().forward(rec.id, on, rec.ports() if on else ())
         return dataclasses.replace(rec, published=tuple(att.ports))
 
     def unpublish(self, name_or_id: str) -> records.Record:

@@ -21,7 +21,10 @@ containers at once can never hand out the same address, subnet or host port:
                     or disconnect; none (address '') while the container has no endpoint on a
                     network with a way out (none, or internal ones only: Docker's rule). A port
                     is forwarded while it has an address and its container `forwarding`; else
-                    the host port is held for the container, with no rule
+                    the host port is held for the container, with no rule, until another
+                    container asks for that very port: one that does not run gives it up
+                    (`_yield_ports`), as Docker binds a port at a container's start, and takes
+                    it back at its own start if none that runs holds it then (`take_ports`)
 
 Allocation is round robin from gateway + 1 to the last usable address (like host-local), so a
 just-released address is not handed out again at once. A new network's subnet never overlaps
@@ -616,8 +619,44 @@ class IPAM:
                 endpoints.append(self._insert_endpoint(
                     conn, row, container.container_id, container.name, position=pos, veth=veth_name[net_name],
                     static=static_ips.get(net_name), static6=static6.get(net_name), options=own.get(net_name)))
+            self._yield_ports(conn, ports, container.container_id)
             port_records = self._reserve_ports(conn, container, ports, endpoints)
             return endpoints, port_records
+
+    def take_ports(self, container_id: str, ports: Sequence[base.PortMapping]) -> list[str]:
+        """Hold `ports` (host ports given) for an attached container that gave them up while it
+        did not run (`_yield_ports`): at its start, from a holder that does not run either; one
+        that runs holds them: a Conflict, nothing taken. The names of the containers that gave
+        theirs up."""
+        with self._db.tx() as conn:
+            row = conn.execute("SELECT * FROM net_containers WHERE container_id = ?", (container_id,)).fetchone()
+            if row is None:
+                raise errors.NotFound(f"container {container_id[:12]} is not attached")
+            eps = [_endpoint(r) for r in conn.execute(
+                "SELECT * FROM net_endpoints WHERE container_id = ? ORDER BY position", (container_id,))]
+            yielded = self._yield_ports(conn, ports, container_id)
+            self._reserve_ports(conn, _container(row), ports, eps)
+            return yielded
+
+    @staticmethod
+    def _yield_ports(conn: sqlite3.Connection, ports: Sequence[base.PortMapping], to: str) -> list[str]:
+        """The host ports of `ports` held by containers that do not run (not `forwarding`: created,
+        or stopped) other than `to`, given up by them for `to`, as dockerd binds a port at a
+        start, not at a create: compose's recreate makes the new container before it removes the
+        old one, stopped. Those containers' names."""
+        out = []
+        for p in ports:
+            if not p.host_port:
+                continue
+            rows = conn.execute(
+                "SELECT p.host_ip, p.container_id, c.name, c.forwarding FROM net_ports p JOIN net_containers c"
+                " USING (container_id) WHERE p.protocol = ? AND p.host_port = ?", (p.protocol, p.host_port)).fetchall()
+            for r in rows:
+                if r["container_id"] != to and not r["forwarding"] and same_port_address(r["host_ip"], p.host_ip):
+                    conn.execute("DELETE FROM net_ports WHERE protocol = ? AND host_ip = ? AND host_port = ?",
+                                 (p.protocol, r["host_ip"], p.host_port))
+                    out.append(str(r["name"]))
+        return out
 
     def _insert_endpoint(
         self, conn: sqlite3.Connection, net_row: sqlite3.Row, container_id: str, who: str, *, position: int,

@@ -466,8 +466,9 @@ class NetworkManager:
     def check_ports(self, ports: Sequence[base.PortMapping], *, container_id: str | None = None) -> None:
         """Raise InvalidArgument/Conflict if a mapping is malformed or its host port is taken.
 
-        Taken means published by another of our containers, or bound by a listening socket on
-        this host (docker-proxy, a local server). Callable at plan time.
+        Taken means published by another of our containers that runs (one that does not gives
+        it up: `ipam._yield_ports`), or bound by a listening socket on this host (docker-proxy,
+        a local server). Callable at plan time.
         """
         seen: set[tuple[str, str, int]] = set()
         for p in ports:
@@ -476,8 +477,9 @@ class NetworkManager:
             if key in seen:
                 raise errors.InvalidArgument(f"host port {p.host_ip}:{p.host_port}/{p.protocol} is published twice")
             seen.add(key)
+        running = self._ipam.publishers()
         for rec in self._ipam.ports():
-            if rec.container_id == container_id:
+            if rec.container_id == container_id or not running.get(rec.container_id):
                 continue
             for p in ports:
                 if rec.protocol == p.protocol and rec.host_port == p.host_port and ipam.same_port_address(
@@ -851,14 +853,19 @@ class NetworkManager:
                      address6=ep.address6)
             return self._attachment(container_id, self._ipam.endpoints(container_id=container_id))
 
-    def forward(self, container_id: str, on: bool) -> Attachment:
+    def forward(self, container_id: str, on: bool, ports: Sequence[base.PortMapping] = ()) -> Attachment:
         """Forward a container's published ports (`on`: it starts) or stop (it stopped or
         exited): Docker publishes a container's ports while it runs. Its host ports stay held
-        for it either way; one another program of the host listens on meanwhile is a Conflict
-        and nothing is forwarded (Docker's start fails likewise: its proxy cannot bind the
-        port). Its attachment now."""
+        for it either way, until a container made while it does not run asks for one of them
+        (`ipam._yield_ports`, as Docker binds ports at a start): at its start those of `ports`
+        (the ones it publishes) it no longer holds are taken back, and one a running container
+        holds is a Conflict (dockerd's start fails likewise: "port is already allocated"). One
+        another program of the host listens on meanwhile is a Conflict and nothing is forwarded
+        (Docker's start fails likewise: its proxy cannot bind the port). Its attachment now."""
         self._check_container_id(container_id)
         with self._locked():
+            if on and ports:
+                self._take_back(container_id, ports)
             before = self._ipam.forwarded_ports(container_id)
             if on:
                 for p in self._ipam.ports():
@@ -905,6 +912,29 @@ class NetworkManager:
         self._apply_firewall()
         self._ports_moved(container_id, before)
         self._refresh_peers(container_id, [network])
+
+    def _take_back(self, container_id: str, ports: Sequence[base.PortMapping]) -> None:
+        """Under the lock, at a start: the host ports of `ports` the container gave up while it did
+        not run held for it again (a port it had chosen, host port 0, chosen anew)."""
+        rows = [r for r in self._ipam.ports() if r.container_id == container_id]
+        missing = []
+        for chosen in (False, True):        # the ports given first, then those it had chosen
+            for p in ports:
+                if bool(p.host_port) == chosen:
+                    continue
+                held = next((r for r in rows if (r.protocol, r.host_ip) == (p.protocol, p.host_ip)
+                             and (r.container_port == p.container_port if chosen else r.host_port == p.host_port)), None)
+                if held is None:
+                    missing.append(p)
+                else:
+                    rows.remove(held)
+        if missing:
+            missing = self._choose_ports(missing)
+            for p in missing:
+                self._probe_listener(p)
+            yielded = self._ipam.take_ports(container_id, missing)
+            log.info("host ports taken back", container=container_id[:12],
+                     ports=[f"{p.host_ip}:{p.host_port}/{p.protocol}" for p in missing], **{"from": yielded})
 
     def _ports_moved(self, container_id: str, before: Sequence[ipam.PortRecord]) -> None:
         """After the rules changed: the [::1] proxies of ports forwarded elsewhere than `before`

@@ -1819,11 +1819,17 @@ class EngineApi:
         networks = self._views() if chosen else {}
         root = rt.containers.config.root
         named = self._named_images({states[v.id].image for v in chosen})
-        return [_shown_image(container_summary(states[v.id], endpoint_settings_of(recs[v.id], networks),
-                                               inspection.network_mode(recs[v.id]),
-                                               command=docker_command(recs[v.id].command_line()),
-                                               mounts=inspection.mount_points(root, recs[v.id].config.mounts)), named)
-                for v in chosen]
+        out = [_shown_image(container_summary(states[v.id], endpoint_settings_of(recs[v.id], networks),
+                                              inspection.network_mode(recs[v.id]),
+                                              command=docker_command(recs[v.id].command_line()),
+                                              mounts=inspection.mount_points(root, recs[v.id].config.mounts)), named)
+               for v in chosen]
+        if _flag(q, "size"):        # `docker ps -s`: its writable layer, and with its image's
+            sizes = {i.id: i.size for i in rt.list_images()}
+            for doc, v in zip(out, chosen, strict=True):
+                doc["SizeRw"] = _du(rt.containers.paths(v.id).upper)
+                doc["SizeRootFs"] = doc["SizeRw"] + sizes.get(recs[v.id].image_id or "", 0)
+        return out
 
     def _named_images(self, refs: set[str]) -> dict[str, str | None]:
         """The image id each reference names today (None: no image by that name)."""

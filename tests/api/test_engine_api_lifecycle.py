@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -354,3 +355,23 @@ def test_a_bind_mode_dockerd_does_not_know_is_refused(host: Host, tmp_path: Path
                      "touch", "/x/f", check=False)
         assert ran.returncode == 1                   # read-only, as asked
         assert "Read-only file system" in ran.stderr
+
+
+def test_ps_size_shows_what_a_container_wrote(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    """`docker ps -s` showed `0B` for every container (the list's SizeRw and SizeRootFs were
+    always 0): now its writable layer's size, and with its image's (`virtual`), as dockerd."""
+    with serving(host, tmp_path) as (sock, _):
+        docker(sock, "pull", busybox_image)
+        docker(sock, "run", "-d", "--name", "writer", "--network", "none", busybox_image, "sh", "-c",
+               "dd if=/dev/zero of=/blob bs=1024 count=300 2>/dev/null; sleep 300")
+        deadline = time.monotonic() + 20
+        while True:
+            size = docker(sock, "ps", "-s", "--format", "{{.Size}}").stdout.strip()
+            written = re.match(r"([\d.]+)kB \(virtual ([\d.]+)MB\)$", size)
+            if (written and float(written.group(1)) >= 307) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert written, size
+        assert 307 <= float(written.group(1)) < 400, size       # 300 KiB, and the layer's directories
+        assert float(written.group(2)) > 1, size                # and the image's
+        docker(sock, "rm", "-f", "writer")

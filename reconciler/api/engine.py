@@ -573,6 +573,9 @@ def _top_level(networks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "IPv6Gateway": ep.get("IPv6Gateway", ""), "MacAddress": ep.get("MacAddress", "")}
 
 
+_ZERO_UNIX = -62135596800      # Go's zero time (0001-01-01T00:00:00Z) in seconds since the epoch
+
+
 def _unix(ts: str | None) -> int:
     """Seconds since the epoch of an RFC 3339 UTC time (Docker lists times as integers)."""
     import calendar
@@ -702,7 +705,9 @@ def image_summary(i: base.ImageInfo, refs: tuple[list[str], list[str]] | None = 
     tags, digests = refs if refs is not None else _repo_refs(i)
     if not tags and not digests:
         tags, digests = ["<none>:<none>"], ["<none>@<none>"]
-    return {"Id": i.id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests, "Created": _unix(i.created),
+    # an image without a time: Go's zero time, as dockerd lists it (`docker images`: N/A, not 56 years ago)
+    return {"Id": i.id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests,
+            "Created": _unix(i.created) if i.created else _ZERO_UNIX,
             "Size": i.size, "VirtualSize": i.size, "SharedSize": -1, "Labels": dict(i.config.get("Labels") or {}),
             "Containers": -1}
 

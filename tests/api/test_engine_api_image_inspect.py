@@ -44,3 +44,12 @@ def test_image_inspect_has_dockers_shape_for_the_docker_cli_and_reconcilers_dock
     undated = json.loads(docker(engine_api, "image", "inspect", busybox_image).stdout)[0]
     assert undated["Created"] == "0001-01-01T00:00:00Z"                  # dockerd's, for an image without a time
     assert "local/dated" in docker(engine_api, "images", "--format", "{{.Repository}}").stdout
+    # and in the list, Go's zero time as dockerd lists it: `docker images` says N/A (CLI 20.10) or
+    # nothing (28), where it said 56 years ago
+    shown = docker(engine_api, "images", "--format", "{{.Repository}}:{{.Tag}} {{.CreatedSince}}").stdout
+    (since,) = [ln.removeprefix(busybox_image).strip() for ln in shown.splitlines() if ln.startswith(busybox_image)]
+    assert since in ("N/A", ""), shown
+    (line,) = [ln for ln in subprocess.run([sys.executable, "-m", "reconciler", "images", "--runtime", "docker"],
+                                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+                                           check=True).stdout.splitlines() if "test/busybox" in ln]
+    assert "years" not in line, line

@@ -148,6 +148,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
             ports.append(base.PortMapping(container_port=int(cport), host_port=int(hport), protocol=proto or "tcp",
                                           host_ip=(b or {}).get("HostIp") or "0.0.0.0"))  # noqa: S104
     rp = host.get("RestartPolicy") or {}
+    _refuse_unapplied(host)
     mode = str(host.get("NetworkMode") or "")
     links = _links(host.get("Links") or (), mode)
     networks: tuple[str, ...] = () if mode in ("", "default", "bridge") else (mode,)
@@ -180,6 +181,8 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         if sep:             # a bare name (`-e NAME`, NAME unset where the CLI runs): dockerd leaves it out
             env[k] = v
     nano = host.get("NanoCpus") or 0
+    if not nano and host.get("CpuQuota"):       # `--cpu-quota`/`--cpu-period`: the same CFS limit as `--cpus`
+        nano = int(host["CpuQuota"]) * 1_000_000_000 // int(host.get("CpuPeriod") or 100_000)
     entrypoint = body.get("Entrypoint")
     return base.ContainerConfig(
         name=name, image=body["Image"],
@@ -210,6 +213,34 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         **_host_extras(host, domainname=body.get("Domainname") or None),
         **_log_config(host),
     )
+
+
+# HostConfig settings the native engine does not apply, each with the values it has anyway (what
+# it does without being asked: no remap, the host's cgroup namespace, no AppArmor or SELinux
+# label): any other is a 400 naming it, not a container made without it (`docker run --pid host`
+# ran in a PID namespace of its own, `--volumes-from` mounted nothing, without a word)
+_UNAPPLIED: dict[str, tuple[Any, ...]] = {
+    "PidMode": ("",), "IpcMode": ("", "private", "shareable"), "UTSMode": ("",), "UsernsMode": ("", "host"),
+    "CgroupnsMode": ("", "host"), "VolumesFrom": (), "VolumeDriver": ("", "local"), "CgroupParent": ("",),
+    "Runtime": ("", "runc"), "Isolation": ("", "default"), "CpusetMems": ("",), "OomKillDisable": (False,),
+    "MemorySwappiness": (-1,), "KernelMemory": (0,), "KernelMemoryTCP": (0,), "BlkioWeight": (0,),
+    "BlkioWeightDevice": (), "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
+    "BlkioDeviceWriteIOps": (), "CpuRealtimePeriod": (0,), "CpuRealtimeRuntime": (0,), "DeviceRequests": (),
+    "DeviceCgroupRules": (), "StorageOpt": (),
+}
+# SecurityOpt entries it has anyway (no AppArmor profile, no SELinux label) or applies (no-new-privileges)
+_SECURITY_OPTS = ("no-new-privileges", "apparmor=unconfined", "apparmor:unconfined", "label=disable", "label:disable")
+
+
+def _refuse_unapplied(host: Mapping[str, Any]) -> None:
+    """A 400 naming each HostConfig setting of `host` the native engine would not apply."""
+    unapplied = [f"{key} {json.dumps(value)}" for key, allowed in _UNAPPLIED.items()
+                 if (value := host.get(key)) not in (None, "", [], {}, *allowed)]
+    unapplied += [f"SecurityOpt {json.dumps(o)}" for o in host.get("SecurityOpt") or ()
+                  if not str(o).startswith(_SECURITY_OPTS)]
+    if unapplied:
+        raise HttpError(400, f"{', '.join(unapplied)}: not supported by the native engine, which would run the "
+                             "container without it; leave it out, or run the container on dockerd")
 
 
 def _links(given: Iterable[Any], mode: str) -> tuple[str, ...]:

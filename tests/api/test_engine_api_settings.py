@@ -127,3 +127,27 @@ def test_a_networks_mtu_is_its_bridges_and_other_driver_options_are_refused(
     refused = docker(engine_api, "network", "create", "-o", "com.docker.network.bridge.name=br-x", net, check=False)
     assert refused.returncode != 0
     assert "network option 'com.docker.network.bridge.name' is not supported" in refused.stderr
+
+
+def test_what_the_native_engine_would_not_apply_is_refused_naming_it(engine_api: str, busybox_image: str) -> None:  # noqa: F811
+    """`docker run --pid host` ran in a PID namespace of its own, `--volumes-from` mounted
+    nothing, `--security-opt seccomp=unconfined` kept the filter, `--gpus` had none, each without
+    a word: a setting the create body carried and the engine dropped. Each is now a 400 naming
+    it, nothing made; what the engine has anyway is taken (`apparmor=unconfined`: it applies no
+    AppArmor profile; `--userns host`: it remaps none), and `--cpu-quota` is the CFS limit
+    `--cpus` sets."""
+    docker(engine_api, "pull", busybox_image)
+    for flags, words in ((("--pid", "host"), 'PidMode "host"'), (("--ipc", "host"), 'IpcMode "host"'),
+                         (("--uts", "host"), 'UTSMode "host"'), (("--volumes-from", "other"), 'VolumesFrom ["other"]'),
+                         (("--security-opt", "seccomp=unconfined"), 'SecurityOpt "seccomp=unconfined"'),
+                         (("--gpus", "all"), "DeviceRequests"), (("--memory-swappiness", "10"), "MemorySwappiness 10")):
+        ran = docker(engine_api, "run", "--rm", "--network", "none", *flags, busybox_image, "true", check=False)
+        assert ran.returncode == 125, (flags, ran.stderr)
+        assert words in ran.stderr, (flags, ran.stderr)
+        assert "not supported by the native engine" in ran.stderr
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
+    docker(engine_api, "run", "--rm", "--network", "none", "--security-opt", "apparmor=unconfined", "--userns", "host",
+           busybox_image, "true")
+    docker(engine_api, "create", "--name", "quota", "--network", "none", "--cpu-quota", "50000", busybox_image, "true")
+    assert docker(engine_api, "inspect", "-f", "{{.HostConfig.NanoCpus}}", "quota").stdout.strip() == "500000000"
+    docker(engine_api, "rm", "quota")

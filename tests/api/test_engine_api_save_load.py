@@ -23,6 +23,14 @@ def test_docker_save_load_and_history(engine_api: str, busybox_image: str, tmp_p
     history = docker(engine_api, "history", "--no-trunc", "--format", "{{.CreatedBy}}", "local/saved:1").stdout
     assert "echo made > /made.txt" in history                        # the build's steps, newest first
     assert history.index("CMD") < history.index("echo made")
+    # each step's size is its layer's (0 for a step that made none), as dockerd's; they add up to the image's
+    steps = docker(engine_api, "history", "--no-trunc", "--human=false", "--format", "{{.Size}}\t{{.CreatedBy}}",
+                   "local/saved:1").stdout.splitlines()
+    sizes = {by: int(size) for size, _, by in (line.partition("\t") for line in steps)}
+    assert [n for by, n in sizes.items() if "echo made" in by] == [5]          # "made\n"
+    assert [n for by, n in sizes.items() if "CMD" in by] == [0]
+    total = docker(engine_api, "image", "inspect", "-f", "{{.Size}}", "local/saved:1").stdout.strip()
+    assert sum(sizes.values()) == int(total)
 
     archive = tmp_path / "saved.tar"
     docker(engine_api, "save", "-o", str(archive), "local/saved:1")

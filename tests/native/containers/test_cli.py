@@ -612,3 +612,18 @@ def test_run_rm_takes_its_anonymous_volumes_along(cli: tuple[Reconcile, Path], b
     reconcile("run", "--rm", "-d", "--name", "away", "local/withvolume:1", "true")
     _until("away removed at its exit", lambda: "away" not in _names(reconcile))
     assert reconcile("volume", "ls", "-q").stdout.split() == ["kept"]
+
+
+def test_a_missing_bind_source_is_made_0755_as_dockerd_makes_it(cli: tuple[Reconcile, Path],
+                                                                 busybox_image: str) -> None:
+    """`run -v /host/new/dir:/data` where the host path does not exist: it is made, each missing
+    directory 0755 as dockerd makes them, whatever the CLI's private umask (077: they were 0700,
+    and a container's non-root user could not enter its own bind)."""
+    reconcile, tmp = cli
+    src = tmp / "host" / "new" / "dir"
+    (tmp / "host").mkdir(mode=0o711)
+    out = reconcile("run", "--rm", "--network", "none", "--user", "1000:1000", "-v", f"{src}:/data", busybox_image,
+                    "sh", "-c", "ls -ld /data >/dev/null && echo entered").stdout
+    assert out == "entered\n"
+    assert [oct(p.stat().st_mode & 0o777) for p in (src.parent, src)] == ["0o755", "0o755"]
+    assert oct((tmp / "host").stat().st_mode & 0o777) == "0o711"        # what was there is left as it was

@@ -323,10 +323,23 @@ def ensure_bind_sources(mounts: Sequence[base.Mount]) -> None:
     """Each bind mount's host path made (with its parents) where it is missing, as dockerd does
     for a `-v /host:/ctr` bind when the container is created and again at each start: a source
     deleted while the container was stopped (or by a reboot's tmpfs) would fail its start, and
-    every restart after it, with runc's "error mounting"."""
+    every restart after it, with runc's "error mounting". The directories made are 0755 as
+    dockerd makes them, whatever the engine's umask (0700 hid them from a container's non-root
+    user)."""
     for m in _host_binds(mounts):
-        if not os.path.lexists(m.source):
-            Path(m.source).mkdir(parents=True, exist_ok=True)
+        if os.path.lexists(m.source):
+            continue
+        missing = []
+        path = Path(m.source)
+        while not os.path.lexists(path) and path != path.parent:
+            missing.append(path)
+            path = path.parent
+        for made in reversed(missing):
+            try:
+                made.mkdir()
+            except FileExistsError:
+                continue                    # made meanwhile by another: its mode is its maker's
+            os.chmod(made, 0o755)  # noqa: S103 - dockerd's mode for a bind source it makes
 
 
 def stale_binds(mounts: Sequence[base.Mount], pid: int) -> tuple[str, ...]:

@@ -838,10 +838,11 @@ class Agent:
         assert self.db is not None
         desired = src.updates.replay(desired, rev.id)
         with self._runtime_session() as rt:
-            plan, unresolved = passes.plan_pass(desired, rt, self.db,
-                                                self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))
-        return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": plan.is_empty() and not plan.converging,
-                "unresolved": dict(unresolved), "elsewhere": dict(desired.elsewhere)}
+            plan, unresolved, down = passes.diff_pass(desired, rt, self.db,
+                                                      self._planner_inputs(src, passes.PassOptions(owner=src.cfg.owner)))
+        _, _, in_sync = passes.diff_verdict(plan, down)      # as `reconcile diff` judges it
+        return {"source": name, **plan.to_json(), "rendered": plan.render(), "in_sync": in_sync,
+                "unready": dict(sorted(down.items())), "unresolved": dict(unresolved), "elsewhere": dict(desired.elsewhere)}
 
     def _only(self, name: str | None) -> str:
         if name:

@@ -65,13 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except ReconcilerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from reconciler.spec.ids import ResourceId
-
-    acted = {a.resource for a in plan.actions} | set(plan.converging)
-    # the containers down that no action is for and that are not converging (a note says why of those)
-    unsaid = {n: why for n, why in sorted(down.items()) if str(ResourceId.container(n)) not in acted}
-    drift = not plan.is_empty() or bool(unsaid)
-    in_sync = not drift and not plan.converging
+    unsaid, drift, in_sync = passes.diff_verdict(plan, down)
     if output.wants_data(args):
         output.print_data({**plan.to_json(), "in_sync": in_sync, "unready": dict(sorted(down.items())),
                            "unresolved": dict(sorted(errors.items())), "elsewhere": dict(desired.elsewhere)},

@@ -287,6 +287,16 @@ def diff_pass(
     return plan, errors, down
 
 
+def diff_verdict(plan: actions.Plan, down: Mapping[str, str]) -> tuple[dict[str, str], bool, bool]:
+    """What a diff (`diff_pass`) says: the containers down that no action is for and that are
+    not converging (a cause or a note says why of those), whether that is drift, and whether it
+    is in sync (no drift and nothing converging): `reconcile diff` and the agent's plan alike."""
+    acted = {a.resource for a in plan.actions} | set(plan.converging)
+    unsaid = {n: why for n, why in sorted(down.items()) if str(ResourceId.container(n)) not in acted}
+    drift = not plan.is_empty() or bool(unsaid)
+    return unsaid, drift, not drift and not plan.converging
+
+
 def _prepare(
     desired: models.DesiredState, runtime: base.Runtime, db: Database, options: PassOptions, *, now: float,
     stop: Callable[[], bool] | None = None,

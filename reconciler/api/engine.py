@@ -704,16 +704,6 @@ def _terminal_size(q: Mapping[str, str]) -> tuple[int, int]:
     return rows, cols
 
 
-def _layer_sizes(store: Any, image_id: str) -> list[int]:
-    """The unpacked size of each of an image's layers, bottom first (Docker's layer size, as
-    `docker history` shows it per step; a layer whose snapshot is missing: its compressed size)."""
-    out = []
-    for rec in store.layer_records(image_id):
-        n = store.snapshots.unpacked(rec.chain_id)
-        out.append(rec.size if n is None else n)
-    return out
-
-
 def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
     """The local image `ref`, or Docker's 404 "No such image: REF" (docker-py and compose key
     their pull-on-missing on those words), REF as dockerd words it (`missing:latest`)."""
@@ -2367,7 +2357,7 @@ class EngineApi:
         if method == "GET" and len(parts) >= 2 and parts[-1] == "history":
             info = _image_or_404(rt, "/".join(parts[:-1]))
             entries = list(rt.image_history(info.id))
-            sizes = iter(_layer_sizes(rt.image_store, info.id))
+            sizes = iter(rt.image_store.layer_sizes(info.id))
             # each entry that made a layer (not `empty_layer`) has that layer's size, in order, as dockerd's
             sized = [(e, 0 if e.get("empty_layer") else next(sizes, 0)) for e in entries]
             out = [{"Id": "<missing>", "Created": _unix(e.get("created")), "CreatedBy": e.get("created_by", ""),

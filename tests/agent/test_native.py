@@ -372,37 +372,26 @@ def test_status_and_metrics_show_a_container_down_between_passes(
         assert left == []
 
 
-def test_the_agents_plan_is_in_sync_only_as_diff_is(tmp_path: Path, agents: list[AgentProc], busybox_image: str) -> None:
+def test_the_agents_plan_is_in_sync_only_as_diff_is(tmp_path: Path, native_agent: AgentProc,
+                                                     busybox_image: str) -> None:
     """GET /v1/plan (`reconcile plan` through the agent) judges in sync as `reconcile diff` does
     (`passes.diff_verdict`): a desired container paused by hand needs no action, but it is not
     running as desired, so the plan is not in sync and names it (`unready`); it said in sync."""
-    (tmp_path / "m").mkdir()
+    a = native_agent
     (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))
-    a = AgentProc(tmp_path, runtime="native", sources=[{"name": "host", "directory": str(tmp_path / "m")}])
-    agents.append(a)
     flags = ["--root", str(a.root), "--run-dir", str(a.run_dir), "--name-prefix", a.prefix]
-    try:
-        a.start()
-        wait_for("web running", lambda: running(a, "web"))
-        assert a.api.get("/v1/plan", source="host")["in_sync"] is True
-        assert cli_main(["pause", "web", *flags]) == 0
-        plan = a.api.get("/v1/plan", source="host")
-        assert (plan["in_sync"], list(plan["unready"])) == (False, ["web"]), plan
-        diff = subprocess.run([sys.executable, "-m", "reconciler", "diff", str(tmp_path / "m"), "--owner", "host",
-                               *flags], capture_output=True, text=True, timeout=60, check=False,
-                              cwd=Path(__file__).resolve().parents[2])
-        assert diff.returncode == 1, diff.stdout + diff.stderr          # the two agree
-        assert cli_main(["unpause", "web", *flags]) == 0
-        assert a.api.get("/v1/plan", source="host")["in_sync"] is True
-    finally:
-        a.stop()
-        rt = engine(a)
-        try:
-            cleanup(rt)
-            left = leftovers(rt.config)
-        finally:
-            rt.close()
-        assert left == []
+    a.start()
+    wait_for("web running", lambda: running(a, "web"))
+    assert a.api.get("/v1/plan", source="host")["in_sync"] is True
+    assert cli_main(["pause", "web", *flags]) == 0
+    plan = a.api.get("/v1/plan", source="host")
+    assert (plan["in_sync"], list(plan["unready"])) == (False, ["web"]), plan
+    diff = subprocess.run([sys.executable, "-m", "reconciler", "diff", str(tmp_path / "m"), "--owner", "host",
+                           *flags], capture_output=True, text=True, timeout=60, check=False,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert diff.returncode == 1, diff.stdout + diff.stderr          # the two agree
+    assert cli_main(["unpause", "web", *flags]) == 0
+    assert a.api.get("/v1/plan", source="host")["in_sync"] is True
 
 
 def test_a_registry_that_stops_answering_is_backed_off_across_passes_and_shown_in_status(

@@ -1109,15 +1109,20 @@ class ImageStore:
 
     def layers_size(self) -> int:
         """What the images' layers hold, each layer once however many images share it (docker
-        system df's LayersSize): the sum of their snapshots' unpacked sizes (a layer whose
-        snapshot is missing: its compressed size)."""
+        system df's LayersSize): the sum of their sizes (`_layer_size`)."""
         rows = self.db.connect().execute("SELECT layers FROM images").fetchall()
         chains = {rec.chain_id: rec for row in rows for rec in (LayerRecord(**d) for d in json.loads(row["layers"]))}
-        total = 0
-        for chain_id, rec in chains.items():
-            n = self.snapshots.unpacked(chain_id)
-            total += rec.size if n is None else n
-        return total
+        return sum(self._layer_size(rec) for rec in chains.values())
+
+    def layer_sizes(self, image_id: str) -> list[int]:
+        """The size of each of an image's layers, bottom first (`docker history` shows it per step)."""
+        return [self._layer_size(rec) for rec in self.layer_records(image_id)]
+
+    def _layer_size(self, rec: LayerRecord) -> int:
+        """A layer's size as Docker counts it: its snapshot's unpacked size (layers.py), or its
+        compressed size while its snapshot is missing."""
+        n = self.snapshots.unpacked(rec.chain_id)
+        return rec.size if n is None else n
 
     def list(self) -> list[base.ImageInfo]:
         rows = self.db.connect().execute("SELECT id FROM images ORDER BY pulled_at DESC").fetchall()

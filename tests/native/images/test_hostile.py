@@ -410,3 +410,43 @@ def test_header_bombs_are_refused_within_a_memory_bound(
     assert pulled.returncode != 0
     assert message in pulled.stderr
 
+
+
+def _dup_layer() -> bytes:
+    return _tar([Entry("etc", type=DIR), Entry("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+                 Entry("./etc/passwd", b"evil::0:0::/:/bin/sh\n")])
+
+
+def _diff_id(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def test_an_image_layer_naming_a_path_twice_is_refused(canary: Canary, tmp_path: Path) -> None:
+    """As dockerd's and podman's layer stores refuse it: a scanner reading the first entry and a
+    snapshot keeping the last would disagree on what the image holds ('./a' is 'a')."""
+    raw = _dup_layer()
+    with pytest.raises(layers.LayerError, match=r"names '\./etc/passwd' twice") as exc:
+        _apply(tmp_path, [gzip.compress(raw)], expected_diff_id=_diff_id(raw))
+    assert "dockerd and podman refuse" in (exc.value.hint or "")
+
+
+def test_an_archive_applies_a_path_named_twice_in_order(tmp_path: Path) -> None:
+    """An archive that is no image layer (docker cp, ADD, a volume import) has no such rule:
+    dockerd applies it in order too, the last entry winning."""
+    (fs,) = _apply(tmp_path, [_dup_layer()])
+    assert (fs / "etc" / "passwd").read_bytes() == b"evil::0:0::/:/bin/sh\n"
+
+
+@pytest.mark.registry
+def test_pull_of_a_layer_naming_a_path_twice_leaves_nothing(
+    canary: Canary, push: Callable[..., str], store: images.ImageStore,
+) -> None:
+    good = _good()
+    ref = push([good, _dup_layer()])
+    with pytest.raises(errors.ImageError, match=r"names '\./etc/passwd' twice"):
+        store.pull(ref)
+    with pytest.raises(errors.NotFound):
+        store.get(ref)
+    bottom = snapshots.chain_ids([_diff_id(good)])[0]
+    assert [s.chain_id for s in store.snapshots.list()] in ([bottom], [])
+    assert not [p for p in store.snapshots.dir.iterdir() if p.name.startswith("extract-")]

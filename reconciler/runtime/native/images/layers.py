@@ -411,8 +411,11 @@ def _proc(fd: int) -> str:
 
 class _Applier:
     def __init__(self, dest: Path, lowers: Sequence[Path], stream: _Decompressed | None, *,
-                 root_attrs: bool = True, lowers_pending: bool = False, holes: bool = False) -> None:
+                 root_attrs: bool = True, lowers_pending: bool = False, holes: bool = False,
+                 unique: bool = False) -> None:
         self.stream = stream
+        # an image layer's entries, each path once (`apply_layer`); None: an archive, any order
+        self.named: set[str] | None = set() if unique else None
         self.root_attrs = root_attrs
         # a file's whole blocks of zeros skipped, not written (holes: a volume's sparse files)
         self.holes = holes
@@ -600,6 +603,12 @@ class _Applier:
     def apply(self, tar: tarfile.TarFile | None, member: tarfile.TarInfo, data: bytes | None = None) -> None:
         """Apply one entry; a regular file's content is `data`, or else read from `tar`."""
         rel = _clean(member.name)
+        if self.named is not None:
+            if rel in self.named:
+                raise LayerError(f"the layer names {member.name!r} twice",
+                                 hint="dockerd and podman refuse such a layer too (duplicate paths); rebuild "
+                                      "or re-push the image with a tool that writes each path once")
+            self.named.add(rel)
         base = posixpath.basename(rel)
         if base.startswith(_WH_PREFIX):
             self._whiteout(rel, base)
@@ -953,7 +962,10 @@ def apply_layer(
     `lowers` are the fs dirs of the layers below, TOP-MOST FIRST (as overlayfs orders them);
     they are only read (implicit parents' attributes, hardlink copy-up). Raises LayerError
     (an ImageError) on any problem, including a DiffID different from `expected_diff_id`;
-    the caller must then discard `dest` entirely. `compressed_size` (the blob's size) turns
+    the caller must then discard `dest` entirely. An image layer (one with an `expected_diff_id`)
+    that names a path twice is refused, as dockerd's and podman's layer stores refuse it: which of
+    the two a tool shows would depend on the tool (a scanner may read the first, the snapshot
+    keeps the last); an archive (docker cp, ADD, a volume import) applies its entries in order. `compressed_size` (the blob's size) turns
     on the ratio cap of `limits`. `root_attrs=False` leaves `dest`'s own owner, mode and times
     when the archive has a root entry ("./"), as Docker's ADD does. A full file system is not the
     layer's fault: that OSError (ENOSPC, EDQUOT) passes unchanged. `owner` (uid, gid): every
@@ -967,7 +979,8 @@ def apply_layer(
     """
     limits = limits or Limits()
     stream = _Decompressed(blob, limits.cap(compressed_size))
-    applier = _Applier(dest, lowers, stream, root_attrs=root_attrs, lowers_pending=lowers_pending, holes=holes)
+    applier = _Applier(dest, lowers, stream, root_attrs=root_attrs, lowers_pending=lowers_pending, holes=holes,
+                       unique=expected_diff_id is not None)
     count = 0
     name = ""
     writer = _Writer(applier)

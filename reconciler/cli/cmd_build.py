@@ -2,8 +2,8 @@
 `reconcile build --check [--check-error] [-f FILE] CONTEXT`.
 
 Builds a Dockerfile on the native engine into its image store, printing Docker-style step
-progress ("Step 2/6 : RUN ...", " ---> Using cache", the RUN output, the state after each
-step). Exit code 1 when a step fails; the error names the step and shows a failing RUN's
+progress ("Step 2/6 : RUN ...", " ---> Using cache", the RUN output, the id of the image each
+step left). Exit code 1 when a step fails; the error names the step and shows a failing RUN's
 last output lines. `--check` only parses and lints (build/lint.py), for CI.
 """
 

@@ -176,6 +176,7 @@ class _Stage:
     cmd_set: bool = False
     done: bool = False
     created: str = "1970-01-01T00:00:00Z"      # of the newest layer: history and image times
+    shown: str = ""                             # the id printed after its last step (_Run.stage)
 
     @property
     def run_config(self) -> dict[str, Any]:
@@ -554,12 +555,14 @@ class _Run:
                              f"{_os_message(exc)}") from None
         if self.epoch is not None:          # the image's and every new history entry's time
             s.created = _iso(self.epoch)
-        self.triggers(s, base)
-        self.say(f" ---> {self.short(s)}")
+        if self.triggers(s, base):
+            s.shown = self.state_id(s)
+        self.say(f" ---> {s.shown[7:19]}")
         for ins in s.instructions:
             self.begin(_one_line(ins))
             self.dispatch(s, ins)
-            self.say(f" ---> {self.short(s)}")
+            s.shown = self.state_id(s)
+            self.say(f" ---> {s.shown[7:19]}")
         s.done = True
 
     def dispatch(self, s: _Stage, ins: dockerfile.Instruction) -> None:
@@ -577,13 +580,14 @@ class _Run:
                 raise               # a full disk: the CLI and the executor say where and how much room
             raise self.err(ins, _os_message(exc)) from None
 
-    def triggers(self, s: _Stage, base: str) -> None:
+    def triggers(self, s: _Stage, base: str) -> bool:
         """Run the base image's ONBUILD triggers, in order, as if they followed the FROM; the
-        new image does not inherit them (Docker's rule: grandchildren do not run them)."""
+        new image does not inherit them (Docker's rule: grandchildren do not run them). Whether
+        there were any."""
         triggers = s.run_config.get("OnBuild") or []
         s.run_config["OnBuild"] = None
         if not triggers:
-            return
+            return False
         self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
         for text in triggers:
             where = f"ONBUILD trigger {text.splitlines()[0]!r} of {base} (run by FROM, Dockerfile line {s.line}): "
@@ -599,9 +603,13 @@ class _Run:
                 self.declared_meta |= {w.partition("=")[0] for w in ins.args.split()}
             self.say(f" ---> Running trigger: {_one_line(ins)}")
             self.dispatch(s, ins)
+        return True
 
-    def short(self, s: _Stage) -> str:
-        return s.state_key()[:12]
+    def state_id(self, s: _Stage) -> str:
+        """The id of the image the stage's state is: the config digest of the image `finish`
+        would make of it (so the id printed after the last step is the built image's, as
+        dockerd's classic builder prints the id of the image each step committed)."""
+        return "sha256:" + hashlib.sha256(images.config_bytes(self.image_config(s))).hexdigest()
 
     def from_(self, s: _Stage, ref: str) -> None:
         names = {x.name: x for x in self.stages if x.name and x.index < s.index}
@@ -611,8 +619,9 @@ class _Run:
             s.config = copy.deepcopy(src.config)
             s.args = dict(src.args)         # BuildKit: a stage's ARGs are inherited by stages FROM it
             s.created = src.created
+            s.shown = src.shown
             return
-        if ref == "scratch":
+        if ref == "scratch":                # no image: dockerd prints the FROM's id line empty
             s.layers = []
             s.config = {"architecture": _host_arch(), "os": "linux",
                         "config": {"Env": [f"PATH={DEFAULT_PATH}"]},
@@ -633,6 +642,7 @@ class _Run:
         s.config.setdefault("config", {})
         s.config.setdefault("history", [])
         s.created = str(s.config.get("created") or s.created)
+        s.shown = image_id
 
     # ---------------------------------------------------------------- metadata instructions
 
@@ -1339,9 +1349,10 @@ class _Run:
 
     # ---------------------------------------------------------------- the image
 
-    def finish(self, s: _Stage) -> BuildResult:
-        store = self.b.store
-        cfg = s.config
+    @staticmethod
+    def image_config(s: _Stage) -> dict[str, Any]:
+        """The image config of the stage's state (a new dict; its values are the state's)."""
+        cfg = dict(s.config)
         cfg["rootfs"] = {"type": "layers", "diff_ids": [x.diff_id for x in s.layers]}
         cfg.setdefault("architecture", _host_arch())
         cfg.setdefault("os", "linux")
@@ -1351,6 +1362,11 @@ class _Run:
         cfg["config"] = {k: v for k, v in rc.items() if v is not None or k == "Cmd"}
         if cfg["config"].get("Cmd") is None:
             cfg["config"].pop("Cmd", None)
+        return cfg
+
+    def finish(self, s: _Stage) -> BuildResult:
+        store = self.b.store
+        cfg = self.image_config(s)
         recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
                 for x in s.layers]
         config_digest, manifest_digest = store.add_local(cfg, recs, self.opts.tags)

@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from reconciler.runtime import base
     from reconciler.runtime.native.images import extractors, layers
 
-__all__ = ["DownloadSlots", "ImageStore", "LayerRecord"]
+__all__ = ["DownloadSlots", "ImageStore", "LayerRecord", "config_bytes"]
 LEASE_SECONDS = 3600.0
 
 LAYER_MEDIA_TYPES = frozenset({
@@ -230,6 +230,12 @@ def removal(image_id: str, ref: str, by_tag: str | None, refs: Sequence[str], us
                                   ", or use --force to untag it" if not force else
                                   ": its layers are the image's, which the native engine keeps with the image"))
     return list(refs), not users
+
+
+def config_bytes(cfg: Mapping[str, Any]) -> bytes:
+    """The bytes of an image config made on this host (`ImageStore.add_local`): canonical JSON.
+    Its sha256 is the image's id, which the builder prints after each step (`build/builder.py`)."""
+    return json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _one_reference(refs: Sequence[str]) -> bool:
@@ -913,7 +919,7 @@ class ImageStore:
         canonical JSON of `cfg`) and an OCI manifest become blobs, then the record and the tags
         (a tag without one gets `latest`); an image stored already whole keeps its manifest
         (`_record`). Returns (image id, manifest digest)."""
-        raw = config_raw if config_raw is not None else json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
+        raw = config_raw if config_raw is not None else config_bytes(cfg)
         config_digest = self.content.write_blob(raw)
         manifest = {
             "schemaVersion": 2,

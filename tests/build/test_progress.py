@@ -1,0 +1,94 @@
+"""The builder's progress as dockerd's classic builder prints it (`docker build` with
+DOCKER_BUILDKIT=0 and docker-py read it): each step ends with ` ---> <id>`, the 12 hex digits of
+the id of the image the step left (a FROM: the image it starts from, none for scratch), a cached
+step with ` ---> Using cache` before it; the last id is the built image's."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.build.conftest import Engine
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+Ctx = Callable[..., Path]
+
+_STEP = re.compile(r"Step (\d+)/(\d+) : (.*)")
+
+
+def steps(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """(the step's instruction, the lines it printed) of each `Step N/M : ...` in `lines`."""
+    out: list[tuple[str, list[str]]] = []
+    for line in lines:
+        m = _STEP.fullmatch(line)
+        if m:
+            out.append((m.group(3), []))
+        elif line.startswith("Successfully built "):
+            break
+        elif out:
+            out[-1][1].append(line)
+    return out
+
+
+def step_ids(lines: list[str]) -> list[str]:
+    """The id each step ended with (its last line, ` ---> ID`)."""
+    ids = []
+    for text, printed in steps(lines):
+        assert printed, text
+        m = re.fullmatch(r" ---> ([0-9a-f]{12}|)", printed[-1])
+        assert m, (text, printed)
+        ids.append(m.group(1))
+    return ids
+
+
+def built_id(lines: list[str]) -> str:
+    (line,) = [x for x in lines if x.startswith("Successfully built ")]
+    return line.removeprefix("Successfully built ")
+
+
+DOCKERFILE = """FROM {base} AS base
+ENV A=1
+RUN echo hi > /hi
+COPY f /f
+FROM base AS mid
+LABEL x=y
+WORKDIR /w
+FROM scratch
+COPY --from=mid /f /f
+"""
+
+
+def test_each_step_ends_with_the_id_of_the_image_it_left(engine: Engine, context_dir: Ctx,
+                                                          busybox_image: str) -> None:
+    engine.store.pull(busybox_image)
+    text = DOCKERFILE.format(base=busybox_image)
+    ctx = context_dir({"Dockerfile": text, "f": "x\n"})
+    result = engine.build(ctx, tags=("localhost/progress:1",))
+    full = list(engine.lines)
+    ids = step_ids(full)
+    assert len(ids) == 9
+    assert ids[0] == engine.store.image_id(busybox_image)[7:19]     # FROM an image: that image's id
+    assert ids[4] == ids[3]                                         # FROM a stage: the stage's image
+    assert ids[7] == ""                                             # FROM scratch: none, as dockerd prints it
+    assert ids[-1] == built_id(full) == result.image_id[7:19]      # the last one is the built image
+    assert len(set(ids[1:4] + ids[5:7])) == 5                       # each step its own image
+
+    # each id is the image a build that ends at that step makes (the same cache, so the same image)
+    instructions = text.splitlines()
+    for n, want in enumerate(ids, start=1):
+        if instructions[n - 1].startswith("FROM"):
+            continue
+        (ctx / "Dockerfile").write_text("\n".join(instructions[:n]) + "\n")
+        assert engine.build(ctx).image_id[7:19] == want, instructions[n - 1]
+
+    (ctx / "Dockerfile").write_text(text)
+    again = engine.build(ctx, tags=("localhost/progress:1",))
+    assert again.image_id == result.image_id
+    assert step_ids(engine.lines) == ids
+    for instruction, printed in steps(engine.lines):
+        if instruction.startswith(("RUN", "COPY")):
+            assert printed[-2] == " ---> Using cache", (instruction, printed)

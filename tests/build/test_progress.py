@@ -77,13 +77,16 @@ def test_each_step_ends_with_the_id_of_the_image_it_left(engine: Engine, context
     assert ids[-1] == built_id(full) == result.image_id[7:19]      # the last one is the built image
     assert len(set(ids[1:4] + ids[5:7])) == 5                       # each step its own image
 
-    # each id is the image a build that ends at that step makes (the same cache, so the same image)
+    # each id is the image a build that ends at that step makes (the same cache, so the same
+    # image); one that ends at the FROM of an image makes that image, as dockerd's
     instructions = text.splitlines()
     for n, want in enumerate(ids, start=1):
-        if instructions[n - 1].startswith("FROM"):
+        if instructions[n - 1] == "FROM scratch":
             continue
         (ctx / "Dockerfile").write_text("\n".join(instructions[:n]) + "\n")
-        assert engine.build(ctx).image_id[7:19] == want, instructions[n - 1]
+        assert engine.build(ctx, tags=("localhost/part:1",)).image_id[7:19] == want, instructions[n - 1]
+        if n == 1:
+            assert engine.store.image_id("localhost/part:1") == engine.store.image_id(busybox_image)
 
     (ctx / "Dockerfile").write_text(text)
     again = engine.build(ctx, tags=("localhost/progress:1",))
@@ -92,3 +95,17 @@ def test_each_step_ends_with_the_id_of_the_image_it_left(engine: Engine, context
     for instruction, printed in steps(engine.lines):
         if instruction.startswith(("RUN", "COPY")):
             assert printed[-2] == " ---> Using cache", (instruction, printed)
+
+
+def test_a_from_with_source_date_epoch_leaves_a_new_image(engine: Engine, context_dir: Ctx,
+                                                           busybox_image: str) -> None:
+    """SOURCE_DATE_EPOCH re-dates the base image: the FROM leaves that new image, which a build
+    of the FROM alone makes (the base image itself without it)."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\n"})
+    plain = engine.build(ctx)
+    assert step_ids(engine.lines) == [plain.image_id[7:19]]
+    assert plain.image_id == engine.store.image_id(busybox_image)
+    dated = engine.build(ctx, build_args={"SOURCE_DATE_EPOCH": "0"})
+    assert step_ids(engine.lines) == [dated.image_id[7:19]]
+    assert dated.image_id != plain.image_id
+    assert engine.config_of(dated.image_id)["created"] == "1970-01-01T00:00:00Z"

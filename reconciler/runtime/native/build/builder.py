@@ -177,6 +177,7 @@ class _Stage:
     done: bool = False
     created: str = "1970-01-01T00:00:00Z"      # of the newest layer: history and image times
     shown: str = ""                             # the id printed after its last step (_Run.stage)
+    pristine: str = ""                          # the stored image the state still is (FROM it, no step since)
 
     @property
     def run_config(self) -> dict[str, Any]:
@@ -553,15 +554,16 @@ class _Run:
                 raise
             raise BuildError(f"Step {self.step}/{self.total} : FROM {base} (Dockerfile line {s.line}): "
                              f"{_os_message(exc)}") from None
+        dated = self.epoch is not None and bool(s.shown)     # a FROM of an image: re-dated, a new image
         if self.epoch is not None:          # the image's and every new history entry's time
             s.created = _iso(self.epoch)
-        if self.triggers(s, base):
-            s.shown = self.state_id(s)
+        if self.triggers(s, base) or dated:
+            s.shown, s.pristine = self.state_id(s), ""
         self.say(f" ---> {s.shown[7:19]}")
         for ins in s.instructions:
             self.begin(_one_line(ins))
             self.dispatch(s, ins)
-            s.shown = self.state_id(s)
+            s.shown, s.pristine = self.state_id(s), ""
             self.say(f" ---> {s.shown[7:19]}")
         s.done = True
 
@@ -619,7 +621,7 @@ class _Run:
             s.config = copy.deepcopy(src.config)
             s.args = dict(src.args)         # BuildKit: a stage's ARGs are inherited by stages FROM it
             s.created = src.created
-            s.shown = src.shown
+            s.shown, s.pristine = src.shown, src.pristine
             return
         if ref == "scratch":                # no image: dockerd prints the FROM's id line empty
             s.layers = []
@@ -642,7 +644,7 @@ class _Run:
         s.config.setdefault("config", {})
         s.config.setdefault("history", [])
         s.created = str(s.config.get("created") or s.created)
-        s.shown = image_id
+        s.shown = s.pristine = image_id
 
     # ---------------------------------------------------------------- metadata instructions
 
@@ -1366,10 +1368,14 @@ class _Run:
 
     def finish(self, s: _Stage) -> BuildResult:
         store = self.b.store
-        cfg = self.image_config(s)
-        recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
-                for x in s.layers]
-        config_digest, manifest_digest = store.add_local(cfg, recs, self.opts.tags)
+        if s.pristine:      # FROM an image and nothing more: the build's image is that image, as dockerd's
+            config_digest, manifest_digest = store.add_local(
+                store.image_config(s.pristine), store.layer_records(s.pristine), self.opts.tags,
+                config_raw=store.content.read(s.pristine))
+        else:
+            recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
+                    for x in s.layers]
+            config_digest, manifest_digest = store.add_local(self.image_config(s), recs, self.opts.tags)
         self.say(f"Successfully built {config_digest[7:19]}")
         for tag in self.opts.tags:
             self.say(f"Successfully tagged {tag}")

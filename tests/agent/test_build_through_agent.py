@@ -40,7 +40,8 @@ def context(tmp: Path, image: str) -> Path:
 
 def outputs(a: AgentProc, ctx: Path) -> list[tuple[int, str, str]]:
     """Exit code, stdout and stderr of an unchanged rebuild in its forms, and of builds the
-    engine refuses or that fail (a RUN's exit code, an unknown instruction, a bad tag, no context)."""
+    engine refuses or that fail (a RUN's exit code, an unknown instruction, a bad tag, no context);
+    the id of the container a RUN ran in (each run its own) as CONTAINER."""
     tag = ("-t", "localhost/app:1", "-t", "localhost/app:latest")
     commands = [("build", *tag, str(ctx)),
                 ("build", "-q", *tag, str(ctx)),
@@ -51,7 +52,8 @@ def outputs(a: AgentProc, ctx: Path) -> list[tuple[int, str, str]]:
                 ("build", str(ctx / "nope")),
                 ("build", "-f", str(ctx / "nope"), str(ctx))]
     done = [reconcile(a, *argv) for argv in commands]
-    return [(p.returncode, p.stdout, p.stderr) for p in done]
+    ran = re.compile(r"(?m)^( ---> Running in |Removing intermediate container )[0-9a-f]{12}$")
+    return [(p.returncode, ran.sub(r"\1CONTAINER", p.stdout), p.stderr) for p in done]
 
 
 def image_of(a: AgentProc, ref: str) -> tuple[str, list[str]]:

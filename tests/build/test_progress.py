@@ -1,17 +1,23 @@
 """The builder's progress as dockerd's classic builder prints it (`docker build` with
 DOCKER_BUILDKIT=0 and docker-py read it): each step ends with ` ---> <id>`, the 12 hex digits of
 the id of the image the step left (a FROM: the image it starts from, none for scratch), a cached
-step with ` ---> Using cache` before it; the last id is the built image's."""
+step with ` ---> Using cache` before it; the last id is the built image's. A RUN names the
+container that ran it (` ---> Running in ID`, `Removing intermediate container ID`)."""
 
 from __future__ import annotations
 
+import difflib
 import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from reconciler.runtime.native.build import builder
+from tests.build import test_corpus
 from tests.build.conftest import Engine
+from tests.build.test_corpus import docker_refs as docker_refs  # the fixture
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -109,3 +115,70 @@ def test_a_from_with_source_date_epoch_leaves_a_new_image(engine: Engine, contex
     assert step_ids(engine.lines) == [dated.image_id[7:19]]
     assert dated.image_id != plain.image_id
     assert engine.config_of(dated.image_id)["created"] == "1970-01-01T00:00:00Z"
+
+
+def test_a_run_names_the_container_that_ran_it(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """The container's id is the one the step ran in: its host name (network none: the id's 12
+    first hex digits, as dockerd's build containers have); it is removed, also when the step
+    fails (dockerd's --force-rm)."""
+    engine.store.pull(busybox_image)
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN hostname\nRUN hostname && exit 3\n"})
+    with pytest.raises(builder.RunFailed):
+        engine.build(ctx)
+    (_, first), (_, second), (_, failed) = steps(engine.lines)
+    assert first == [f" ---> {engine.store.image_id(busybox_image)[7:19]}"]
+    cid = re.fullmatch(r" ---> Running in ([0-9a-f]{12})", second[0])
+    assert cid, second
+    assert second[1:-1] == [cid.group(1), f"Removing intermediate container {cid.group(1)}"]
+    assert re.fullmatch(r" ---> [0-9a-f]{12}", second[-1])
+    other = re.fullmatch(r" ---> Running in ([0-9a-f]{12})", failed[0])
+    assert other, failed
+    assert other.group(1) != cid.group(1)
+    assert failed[1:] == [other.group(1), f"Removing intermediate container {other.group(1)}"]
+    assert engine.manager.records() == []
+
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN hostname\n")
+    engine.build(ctx)
+    assert steps(engine.lines)[1][1][:1] == [" ---> Using cache"]      # nothing ran: no container
+    assert not any("Running in" in line for line in engine.lines)
+
+
+PARITY = """FROM {base}
+RUN echo one > /one && echo printed
+COPY f /f
+RUN cat /f
+"""
+
+
+def _shape(lines: list[str]) -> list[str]:
+    """`lines` with the ids that differ between two builds (new steps' images, containers) as ID."""
+    out = []
+    for line in lines:
+        line = re.sub(r"^( ---> Running in | ---> |Removing intermediate container |Successfully built )[0-9a-f]{12}$",
+                      r"\1ID", line)
+        out.append(line)
+    return out
+
+
+@pytest.mark.docker
+def test_the_progress_is_dockerds(engine: Engine, context_dir: Ctx, busybox_image: str,
+                                  docker_refs: list[str]) -> None:
+    """The same Dockerfile built by dockerd's classic builder (DOCKER_BUILDKIT=0) and by the
+    native builder prints the same lines but for the ids of what each made; the FROM's, the
+    same image in both, is the same."""
+    test_corpus._docker_ready()
+    docker_refs.append(busybox_image)
+    test_corpus.docker("pull", "-q", busybox_image)
+    engine.store.pull(busybox_image)
+    ctx = context_dir({"Dockerfile": PARITY.format(base=busybox_image), "f": "from the context\n"})
+    tag = f"localhost/progress{secrets.token_hex(3)}:1"
+    docker_refs.append(tag)
+    for _ in ("built", "from the cache"):
+        theirs = test_corpus.build(docker_refs, "-t", tag, str(ctx))
+        assert theirs.returncode == 0, theirs.stderr
+        printed = theirs.stdout.splitlines()            # after "Sending build context to Docker daemon"
+        want = printed[printed.index(f"Step 1/4 : FROM {busybox_image}"):]
+        engine.build(ctx, tags=(tag,))
+        assert _shape(engine.lines) == _shape(want), "\n".join(difflib.unified_diff(
+            _shape(want), _shape(engine.lines), "dockerd", "native", lineterm=""))
+        assert engine.lines[1] == want[1]                   # the FROM's id

@@ -1083,6 +1083,7 @@ class _Run:
         )
         image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
         rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
+        self.say(f" ---> Running in {rec.id[:12]}")     # dockerd's words for the step's container
         try:
             mgr.start(rec.id)
             output = self.output(rec.id)          # streamed while the step runs
@@ -1097,8 +1098,15 @@ class _Run:
             upper = mgr.paths(rec.id).upper
             return self.commit(s, upper, skip=_RUN_SKIP | stubs[0], prune=stubs[1])
         finally:
-            with contextlib.suppress(rterrors.RuntimeBackendError, OSError):
+            # removed even when the step failed (dockerd's --force-rm); one left is removed by
+            # the next build (_remove_orphan_steps)
+            try:
                 mgr.remove(rec.id, force=True)
+            except (rterrors.RuntimeBackendError, OSError) as exc:
+                why = _os_message(exc) if isinstance(exc, OSError) else exc.message
+                self.say(f"Failed to remove intermediate container {rec.id[:12]}: {why}")
+            else:
+                self.say(f"Removing intermediate container {rec.id[:12]}")
 
     def output(self, cid: str) -> deque[str]:
         """Print the step's output as it comes; its last lines (for an error message)."""

@@ -2186,9 +2186,9 @@ class EngineApi:
     def _build(self, q: Mapping[str, str], query: str, raw: Callable[[], Any] | None) -> Iterator[bytes]:
         """docker build (the classic API): the tar context is unpacked by the image layer
         extractor into a directory of its own, then built by the native builder; its progress
-        streamed as Docker's `{"stream": ...}` lines, the image id as `aux`; with `q`, no progress and
-        the image id as the one stream line, as dockerd answers (`docker build -q` prints it, docker-py's
-        `images.build(quiet=True)` finds the image by it)."""
+        streamed as Docker's `{"stream": ...}` lines, the image id as `aux` before `Successfully built`,
+        as dockerd's; with `q`, no progress and the image id as the one stream line, as dockerd answers
+        (`docker build -q` prints it, docker-py's `images.build(quiet=True)` finds the image by it)."""
         import queue
         import shutil
         import tempfile
@@ -2217,6 +2217,7 @@ class EngineApi:
             shutil.rmtree(ctx, ignore_errors=True)
             raise
         out: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        quiet = _flag(q, "q")
 
         def run() -> None:
             try:
@@ -2225,9 +2226,9 @@ class EngineApi:
                     target=q.get("target") or None, tags=tuple(t for t in multi.get("t", []) if t),
                     no_cache=_flag(q, "nocache"), pull=_flag(q, "pull"),
                     network="host" if q.get("networkmode") == "host" else "none",
-                    progress=None if _flag(q, "q") else lambda line: out.put({"stream": line + "\n"}))
-                out.put({"aux": {"ID": image_id}})
-                if _flag(q, "q"):
+                    progress=None if quiet else lambda line: out.put({"stream": line + "\n"}),
+                    stored=None if quiet else lambda image_id: out.put({"aux": {"ID": image_id}}))
+                if quiet:
                     out.put({"stream": image_id + "\n"})
             except rterrors.RuntimeBackendError as exc:
                 detail: dict[str, Any] = {"message": exc.message}

@@ -5,6 +5,7 @@ targets; a failing step fails the CLI; docker-py builds too."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -120,3 +121,52 @@ def test_build_answers_every_failure_and_reads_any_dockerfile(engine_api: str, b
 
     status, lines = _post_build(engine_api, "q=1", buf.getvalue())
     assert lines[-1]["errorDetail"]["code"] == 3, lines        # type: ignore[index]
+
+
+def test_build_stream_ends_as_dockerds_and_docker_py_gets_the_image(engine_api: str, busybox_image: str,
+                                                                    tmp_path: Path) -> None:
+    """The end of POST /build's stream is dockerd's: the image id as `aux` before `Successfully
+    built <its 12 digits>` (the id the last step printed), the tags as people read them
+    (`name:latest`); with `q`, the id alone. docker-py's `images.build` gets that image (it
+    reads `Successfully built`, after any line of a step's output that ends like an id), and
+    `docker build --iidfile` the aux id."""
+    import tarfile
+
+    docker(engine_api, "pull", busybox_image)
+    dockerfile = f"FROM {busybox_image}\nRUN echo sha256:0123456789ab\nLABEL made=docker-py\n".encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    status, lines = _post_build(engine_api, "t=local/streamed&t=local/streamed:2", buf.getvalue())
+    assert status == 200
+    streams = [str(x.get("stream", "")) for x in lines]
+    (aux,) = [i for i, x in enumerate(lines) if "aux" in x]
+    image_id = str(lines[aux]["aux"]["ID"])                     # type: ignore[index]
+    assert image_id == json.loads(docker(engine_api, "image", "inspect", "local/streamed").stdout)[0]["Id"]
+    assert streams[aux + 1:] == [f"Successfully built {image_id[7:19]}\n", "Successfully tagged local/streamed:latest\n",
+                                 "Successfully tagged local/streamed:2\n"]
+    assert streams[aux - 1] == f" ---> {image_id[7:19]}\n"     # the last step's image is the built one
+
+    status, lines = _post_build(engine_api, "q=1", buf.getvalue())
+    assert lines == [{"stream": image_id + "\n"}]               # the cache: the same image
+
+    iidfile = tmp_path / "iid"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_bytes(dockerfile)
+    built = _build(engine_api, "--iidfile", str(iidfile), str(ctx))
+    assert built.returncode == 0, built.stderr
+    assert iidfile.read_text() == image_id
+
+    docker_py = pytest.importorskip("docker")
+    client = docker_py.DockerClient(base_url=f"unix://{engine_api}", version="1.41", timeout=300)
+    try:
+        image, _logs = client.images.build(fileobj=io.BytesIO(dockerfile), tag="local/pybuilt", rm=True)
+        assert image.id == image_id
+        assert sorted(image.tags) == ["local/pybuilt:latest", "local/streamed:2", "local/streamed:latest"]
+        image, _logs = client.images.build(fileobj=io.BytesIO(dockerfile), quiet=True)
+        assert image.id == image_id
+    finally:
+        client.close()

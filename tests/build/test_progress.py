@@ -164,21 +164,22 @@ def _shape(lines: list[str]) -> list[str]:
 def test_the_progress_is_dockerds(engine: Engine, context_dir: Ctx, busybox_image: str,
                                   docker_refs: list[str]) -> None:
     """The same Dockerfile built by dockerd's classic builder (DOCKER_BUILDKIT=0) and by the
-    native builder prints the same lines but for the ids of what each made; the FROM's, the
-    same image in both, is the same."""
+    native builder prints the same lines but for the ids of what each made (the FROM's, the
+    same image in both, is the same), to the unused build-arg's warning and the tags."""
     test_corpus._docker_ready()
     docker_refs.append(busybox_image)
     test_corpus.docker("pull", "-q", busybox_image)
     engine.store.pull(busybox_image)
     ctx = context_dir({"Dockerfile": PARITY.format(base=busybox_image), "f": "from the context\n"})
-    tag = f"localhost/progress{secrets.token_hex(3)}:1"
-    docker_refs.append(tag)
+    repo = f"localhost/progress{secrets.token_hex(3)}"
+    tags = (f"{repo}:1", repo, f"docker.io/library/{repo[10:]}")  # dockerd prints them name:tag, as people read them
+    docker_refs.extend(tags)
     for _ in ("built", "from the cache"):
-        theirs = test_corpus.build(docker_refs, "-t", tag, str(ctx))
+        theirs = test_corpus.build(docker_refs, *(f"-t{x}" for x in tags), "--build-arg", "UNUSED=1", str(ctx))
         assert theirs.returncode == 0, theirs.stderr
         printed = theirs.stdout.splitlines()            # after "Sending build context to Docker daemon"
         want = printed[printed.index(f"Step 1/4 : FROM {busybox_image}"):]
-        engine.build(ctx, tags=(tag,))
+        engine.build(ctx, tags=tags, build_args={"UNUSED": "1"})
         assert _shape(engine.lines) == _shape(want), "\n".join(difflib.unified_diff(
             _shape(want), _shape(engine.lines), "dockerd", "native", lineterm=""))
         assert engine.lines[1] == want[1]                   # the FROM's id

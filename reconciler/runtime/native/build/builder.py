@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reconciler import imagenames
 from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import openat2
@@ -295,7 +296,11 @@ class Builder:
 
     # ------------------------------------------------------------------ entry point
 
-    def build(self, opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
+    def build(self, opts: BuildOptions, progress: Progress | None = None, *,
+              stored: Callable[[str], None] | None = None) -> BuildResult:
+        """Build as `opts` say, printing Docker's progress lines to `progress`; `stored` is told
+        the image id once the image is stored, before `Successfully built` (the Engine API's
+        `aux` line, where dockerd sends it)."""
         lines: list[str] = []
 
         def say(line: str) -> None:
@@ -329,6 +334,7 @@ class Builder:
         context.load_digests(index)         # an unchanged context is resolved by lstat alone (#21)
         with self.store.store_lock(exclusive=False), context.BuildContext(ctx_path, dockerfile=df_path) as ctx:
             b = _Run(self, opts, df.escape, stages, ctx, say, total)
+            b.stored = stored
             meta = b.global_args(global_args)
             for s in stages:
                 if s.index in needed:
@@ -499,6 +505,7 @@ class _Run:
         self.meta: dict[str, str] = platform_args()
         self.declared_meta: set[str] = set()     # ARG names declared outside the stages' own instructions
         self.epoch = _source_date_epoch(opts.build_args)
+        self.stored: Callable[[str], None] | None = None     # told the image id (Builder.build)
 
     # ---------------------------------------------------------------- helpers
 
@@ -1384,13 +1391,16 @@ class _Run:
             recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
                     for x in s.layers]
             config_digest, manifest_digest = store.add_local(self.image_config(s), recs, self.opts.tags)
-        self.say(f"Successfully built {config_digest[7:19]}")
-        for tag in self.opts.tags:
-            self.say(f"Successfully tagged {tag}")
+        # dockerd's order: the warning, the image id (aux), the id and the tags as people read them
         unused = sorted(k for k in set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"}
                         if k.lower() not in _PROXY_ARGS)
         if unused:      # a Go list, as dockerd prints it: [A B]
             self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
+        if self.stored is not None:
+            self.stored(config_digest)
+        self.say(f"Successfully built {config_digest[7:19]}")
+        for tag in self.opts.tags:
+            self.say(f"Successfully tagged {imagenames.familiar(_tag_name(store, tag, default_latest=True) or tag)}")
         return BuildResult(config_digest, manifest_digest, self.opts.tags, self.step, self.cached)
 
     def used_args(self) -> set[str]:

@@ -1383,13 +1383,12 @@ class _Run:
 
     def finish(self, s: _Stage) -> BuildResult:
         store = self.b.store
+        recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
+                for x in s.layers]
         if s.pristine:      # FROM an image and nothing more: the build's image is that image, as dockerd's
-            config_digest, manifest_digest = store.add_local(
-                store.image_config(s.pristine), store.layer_records(s.pristine), self.opts.tags,
-                config_raw=store.content.read(s.pristine))
+            config_digest, manifest_digest = store.add_local(store.image_config(s.pristine), recs, self.opts.tags,
+                                                             config_raw=store.content.read(s.pristine))
         else:
-            recs = [images.LayerRecord(x.digest, x.size, _oci_layer_type(x.media_type), x.diff_id, x.chain_id)
-                    for x in s.layers]
             config_digest, manifest_digest = store.add_local(self.image_config(s), recs, self.opts.tags)
         # dockerd's order: the warning, the image id (aux), the id and the tags as people read them
         unused = sorted(k for k in set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"}

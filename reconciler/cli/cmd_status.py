@@ -97,13 +97,37 @@ def _print(doc: dict[str, Any]) -> None:
             print(f"  not for this host: {what}: {why}")
         rows = [o for o in s["objects"] if "name" in o]
         if rows:
-            output.print_table([{**o, "health": o["health"] or "", "flapping": "yes" if o["flapping"] else ""}
-                                for o in rows],
-                               [("CONTAINER", "name"), ("ID", "id"), ("STATUS", "status"), ("HEALTH", "health"),
-                                ("RESTARTS", "restart_count"), ("FLAPPING", "flapping")])
+            output.print_table([_row(o) for o in rows], _COLUMNS)
+    _print_unmanaged(doc.get("unmanaged") or [])
     for f in doc["supervision"]["flapping"]:
         print(f"\nflapping: {f['container']} restarted {f['restarts']} times: left stopped; to try again: "
               f"reconcile start {f['container']}")
+
+
+_COLUMNS = [("CONTAINER", "name"), ("ID", "id"), ("STATUS", "status"), ("HEALTH", "health"),
+            ("RESTARTS", "restart_count"), ("FLAPPING", "flapping")]
+
+
+def _row(o: dict[str, Any]) -> dict[str, Any]:
+    return {**o, "health": o["health"] or "", "flapping": "yes" if o["flapping"] else ""}
+
+
+def _print_unmanaged(objects: list[dict[str, Any]]) -> None:
+    """The engine's containers no source of the agent manages (`reconcile run`'s, the Engine
+    API's, an `apply` of another owner: its owner label), as the dashboard and `/v1/status`
+    (`unmanaged`) list them: after the sources, in a table of their own with an OWNER column,
+    as `kubectl get` lists every object, whoever made it. Not part of the verdict."""
+    from reconciler.cli import output
+
+    rows = [{**_row(o), "owner": o.get("owner") or "-"} for o in objects if "name" in o]
+    errors = [o["error"] for o in objects if "error" in o]
+    if not rows and not errors:
+        return
+    print("\nnot managed by a source:")
+    for e in errors:
+        print("  error: " + str(e).replace("\n", "\n    "))
+    if rows:
+        output.print_table(rows, [*_COLUMNS, ("OWNER", "owner")])
 
 
 def _when(ts: float) -> str:

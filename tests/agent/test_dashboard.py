@@ -168,11 +168,13 @@ def test_a_containers_logs_on_the_dashboard(tmp_path: Path, native_agent: AgentP
 @pytest.mark.root
 @pytest.mark.registry
 @pytest.mark.slow
-def test_containers_no_source_manages_are_on_the_dashboard_marked_so(
+def test_containers_no_source_manages_are_on_the_dashboard_and_in_status_marked_so(
         tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
     """A container made with `reconcile run` is in `ps`; the dashboard lists it too, with its
-    state and logs, its source cell saying it is not managed by a source. Before, the
-    dashboard left it out: the page showed a host with fewer containers than `ps`."""
+    state and logs, its source cell saying it is not managed by a source, and so does `reconcile
+    status` in its text, after the sources: `not managed by a source:` and a table with its
+    owner. Before, the dashboard left it out, and later `status` did (only its JSON had it): both
+    showed a host with fewer containers than `ps`."""
     from tests.agent.test_thin_cli import reconcile
 
     a = native_agent
@@ -201,6 +203,16 @@ def test_containers_no_source_manages_are_on_the_dashboard_marked_so(
         assert '<td data-label="source">host</td>' in rows["web"]
         assert '<td data-label="source"><span class="muted">not managed by a source</span></td>' in rows["adhoc"]
         assert '<span class="ok">running</span>' in rows["adhoc"]
+
+        shown = reconcile(a, "status")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        sources, sep, others = shown.stdout.partition("\nnot managed by a source:\n")
+        assert sep, shown.stdout
+        header, *rest = others.splitlines()
+        assert header.split() == ["CONTAINER", "ID", "STATUS", "HEALTH", "RESTARTS", "FLAPPING", "OWNER"]
+        assert [r.split() for r in rest] == [["adhoc", unmanaged[0]["id"], "running", "0", "-"]]
+        assert "adhoc" not in sources                                       # each container once
+        assert "web" in sources
     finally:
         reconcile(a, "rm", "-f", "adhoc")
 

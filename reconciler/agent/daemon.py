@@ -784,6 +784,8 @@ class Agent:
         return {
             "name": name, "owner": src.cfg.owner, "kind": src.cfg.kind, "degraded": degraded,
             "origin": _origin(src.cfg), "suspended": ks.suspended,
+            # the config's `suspend: true`: a resume through the API lasts until a reload or restart
+            "config_suspend": src.cfg.suspend,
             "pinned": src.pinned.id if src.pinned else src.lost_pin,
             "revision": src.applied.id if src.applied else None,
             "fetched": src.fetched, "last_good": src.good[0].id if src.good else None,

@@ -8,7 +8,7 @@ something, from the state root the command line names (`--root`, else $RECONCILE
     CONTAINER              containers of the native engine
     IMAGE, NAME[:TAG]      its image tags (tag SOURCE and run IMAGE too)
     VOLUME, network NAME   its volumes and networks (run --network too)
-    SOURCE of reconcile-now and rollback: the running agent's sources
+    SOURCE of reconcile-now, rollback, suspend and resume: the running agent's sources
 
 Nothing is created: a root without an engine completes no names, and an agent that does not
 answer completes no sources. argcomplete is imported only here, only at TAB time.
@@ -29,6 +29,7 @@ _BY_DEST: dict[tuple[str, str], str] = {
     ("tag", "source"): "images", ("push", "ref"): "images", ("run", "image"): "images",
     ("run", "network"): "networks", ("network inspect", "names"): "networks",
     ("reconcile-now", "source"): "sources", ("rollback", "first"): "sources",
+    ("suspend", "source"): "sources", ("resume", "source"): "sources",
     ("rollback", "second"): "revisions",
 }
 _BY_METAVAR = {"CONTAINER": "containers", "IMAGE": "images", "VOLUME": "volumes"}

@@ -70,6 +70,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('events', "the agent's events (-f to follow)"),
     ('rollback', 're-apply an earlier converged revision'),
     ('reconcile-now', 'make the agent reconcile now (and wait)'),
+    ('suspend', 'stop the agent reconciling sources (containers left as they are)'),
+    ('resume', 'let the agent reconcile suspended sources again'),
     ('engine-api', 'serve a Docker-compatible Engine API for the native engine'),
     ('completion', 'print a shell completion script (bash, zsh or fish)'),
     ('version', 'print the version (and the manifest API, Python, OCI runtimes)'),
@@ -124,6 +126,12 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("status, reconcile-now", "1", "some source (or, with no agent, some owner's last pass) has an error or "
      "failures, or a container it applied is down now (with no agent also one whose health no probe "
      "observed lately: its status is stale)"),
+    ("suspend, resume", "0", "each source named (every one, when none is) is suspended (resumed) now, also one "
+     "that already was"),
+    ("suspend, resume", "1", "no agent answers for the state root (none runs, or it does not answer on its "
+     "socket): nothing to suspend or resume"),
+    ("suspend, resume", "2", "the agent has no source of a name given: nothing was changed (its sources are "
+     "named)"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "

@@ -155,6 +155,72 @@ def test_suspend_resume_and_two_owners(tmp_path: Path, agents: list[AgentProc]) 
     wait_for("y2 created after resume", lambda: "y2" in containers(a.root))
 
 
+def test_suspend_and_resume_from_the_cli(tmp_path: Path, agents: list[AgentProc]) -> None:
+    """`reconcile suspend [SOURCE...]` and `reconcile resume [SOURCE...]`, as `flux suspend` and
+    `flux resume`, find the agent of the root by its agent.json and ask it over its socket: a
+    suspended source applies nothing (a change waits, its containers are left as they are) and
+    `status` says `[suspended]`; resume applies what waited. A name the agent does not have
+    changes nothing (exit 2, its sources named); no agent running exits 1 and says what to do.
+    Before, the CLI had no such commands: only the config's `suspend: true` or the API."""
+    from tests.agent.test_thin_cli import reconcile
+
+    a = AgentProc(tmp_path, sources=[{"name": "one", "directory": str(tmp_path / "a")},
+                                     {"name": "two", "owner": "team2", "directory": str(tmp_path / "b")},
+                                     {"name": "held", "directory": str(tmp_path / "c"), "suspend": True}])
+    FakeRuntime.at_root(a.root).publish(IMG)
+    write(tmp_path / "a", "x.yaml", container_doc("x"))
+    write(tmp_path / "b", "y.yaml", container_doc("y"))
+    write(tmp_path / "c", "z.yaml", container_doc("z"))
+    agents.append(a.start())
+    wait_for("x and y created", lambda: {"x", "y"} <= set(containers(a.root)))
+    wait_for("their passes done", lambda: all(s["last_result"] == "converged" and not s["running"]
+                                              for s in a.status()["sources"] if s["name"] != "held"))
+    y = containers(a.root)["y"].id
+
+    done = reconcile(a, "suspend", "two")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "two: suspended\n", "")
+    assert [(s["name"], s["suspended"]) for s in a.status()["sources"]] == [
+        ("held", True), ("one", False), ("two", True)]
+    write(tmp_path / "b", "y.yaml", container_doc("y", extra="env: {V: '2'}") + container_doc("y2"))
+    a.reconcile("one")
+    a.reconcile("two")                                  # asked: a suspended source runs no pass
+    assert "y2" not in containers(a.root)
+    assert containers(a.root)["y"].id == y              # left as it is
+    shown = reconcile(a, "status")
+    assert "source two (directory" in shown.stdout
+    assert "[suspended]" in shown.stdout.split("source two (directory")[1].splitlines()[0]
+    again = reconcile(a, "suspend", "two")
+    assert (again.returncode, again.stdout) == (0, "two: already suspended\n")
+
+    # a name the agent does not have: nothing changed, whatever else was named
+    wrong = reconcile(a, "suspend", "one", "nope")
+    assert wrong.returncode == 2
+    assert "the agent has no source 'nope' (its sources: held, one, two): nothing was suspended" in wrong.stderr
+    assert a.source("one")["suspended"] is False
+    assert reconcile(a, "resume", "nope").returncode == 2
+    assert a.source("two")["suspended"] is True
+
+    # resume (every source): what waited is applied; one not suspended is said so
+    back = reconcile(a, "resume", "-o", "json")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["resumed"] == ["held", "two"]
+    assert "the agent's config says `suspend: true` for held: a reload or restart" in back.stderr
+    wait_for("y2 created after resume", lambda: {"y2", "z"} <= set(containers(a.root)))
+    assert [s["suspended"] for s in a.status()["sources"]] == [False, False, False]
+    quiet = reconcile(a, "resume", "one")
+    assert (quiet.returncode, quiet.stdout) == (0, "one: not suspended\n")
+    by_socket = reconcile(a, "suspend", "--socket", str(a.socket), "one")
+    assert (by_socket.returncode, by_socket.stdout) == (0, "one: suspended\n")
+
+    # no agent: exit 1, saying what to do
+    a.stop()
+    gone = reconcile(a, "suspend", "one")
+    assert gone.returncode == 1
+    assert gone.stderr.startswith(f"error: cannot suspend: no agent runs for the state root {a.root}"), gone.stderr
+    assert "hint: a source's suspend is the running agent's: start it" in gone.stderr
+    assert reconcile(a, "resume").returncode == 1
+
+
 def test_rollback_pins_then_resume_follows(tmp_path: Path, agent: AgentProc, capsys: pytest.CaptureFixture[str]) -> None:
     m = tmp_path / "m"
     write(m, "web.yaml", container_doc("web", extra="env: {V: '1'}"))

@@ -40,7 +40,7 @@ from reconciler._dataclass import dataclass, dataclasses
 from reconciler._private import private_umask
 from reconciler._sqlite import Database
 from reconciler.agent import config as cfgmod
-from reconciler.agent import heap, notify, supervise
+from reconciler.agent import heap, notify, recall, supervise
 from reconciler.agent import metrics as metrics_mod
 from reconciler.agent import updates as updates_mod
 from reconciler.api import errors as apierr
@@ -132,6 +132,8 @@ class Agent:
         try:
             self._stack.enter_context(locking.store_lock(cfg.root))
             hist.configure(keep=cfg.history_keep, max_age=cfg.history_max_age)
+            # what the agent told and left stopped for flapping, from before this process (recall.py)
+            memory = recall.Memory(cfg.root)
             if cfg.runtime == "native":
                 self._runtime = opening.open_runtime(cfg.runtime, self._place())
                 if cfg.supervise and isinstance(self._runtime, base.Supervised):
@@ -140,10 +142,15 @@ class Agent:
                         flap_window=cfg.flap_window,
                         on_restart=lambda name: self.prom.restarts.inc(),
                         on_flap=lambda name: self.prom.flapping.set(len(self._flapping_names())),
-                        source_of=self._source_of,
+                        source_of=self._source_of, memory=memory,
                     ).start()
             self.db = self._engine_db() or Database(cfg.root / "state.db")
             self._memory = sourcestate.SourceMemory(self.db)
+            # told before this process: not told again while it lasts (a crash loop's, only while
+            # its container is still left stopped: the flapping known, those ended meanwhile dropped)
+            self.notifier.dedupe.restore(memory.get("notified"), sources={s.name for s in cfg.sources},
+                                         flapping=self._flapping_names())
+            self.notifier.dedupe.memory = memory
             self.notifier.start()            # before the first pass: its result is news too
             self.loop.start()
             for sc in cfg.sources:
@@ -605,6 +612,7 @@ class Agent:
         self._report_drift(name, src, result.plan)
         self._settle_updates(name, src, rev, desired, result)
         src.applied, src.desired = rev, desired
+        first = src.last_result is None
         src.last_result, src.last_pass_at = result.result, time.time()
         src.notes = list(result.plan.notes)
         if dict(result.resolve_errors) != src.unresolved and result.resolve_errors:
@@ -628,7 +636,9 @@ class Agent:
         self.prom.drift.labels(name).set(len(src.drift))
         if managed is not None:
             self.prom.managed.labels(name).set(managed)
-        if not result.plan.is_empty() or not result.converged:
+        # a pass with nothing to do that converged is no event, but the agent's first of a source:
+        # a failure an earlier agent told of may have ended meanwhile (notify: its recovery)
+        if not result.plan.is_empty() or not result.converged or first:
             self.events.publish(
                 "pass", source=name, revision=rev.id, result=result.result,
                 counts=result.changeset.counts() if result.changeset else {},

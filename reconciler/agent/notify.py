@@ -14,7 +14,8 @@ crash-looping container, (info) each pass that changed something, and what image
 policies did (agent/updates.py): a newer tag announced, a container updated, an update that
 failed (rolled back), a write-back that could not be pushed. A failure repeated on
 every pass is sent once, then its recovery once (`Deduper`), so a broken host does not page
-every few seconds.
+every few seconds; what was sent outlives a restart of the agent (agent/recall.py), so a
+restarted agent does not page again for a failure it told of already.
 
 Delivery is off the pass's path: the notifier follows the agent's EventBus on a thread of its
 own and each target has a bounded queue and a sender thread that retries with backoff; a dead
@@ -37,7 +38,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,6 +58,7 @@ KINDS = {
 SIGNATURE_HEADER = "X-Reconciler-Signature"
 QUEUE_LIMIT = 100
 ATTEMPTS = 4
+MAX_IDENTITY = 512                  # characters of a failure's identity kept (then a digest)
 
 log = logs.get_logger("reconciler.agent.notify")
 
@@ -136,18 +138,75 @@ def failure_identity(failure: str) -> str:
     return f"{resource}: {detail}"
 
 
+def _bounded(identity: str) -> str:
+    """An identity as kept: a long one (every problem of a revision) as its head and a digest
+    of the whole, so the memory stays small and a change past the head is still another."""
+    if len(identity) <= MAX_IDENTITY:
+        return identity
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{identity[:MAX_IDENTITY - 80]}... sha256:{digest}"
+
+
 class Deduper:
     """Events -> notifications, a repeated failure once and its recovery once.
 
     A failure is known by its identity (for a pass: each failing resource and its kind of error,
     `failure_identity`; else the message): while a source keeps failing, a notification is sent
     only when a failure not sent since it began appears, however the words of the others change
-    or they come and go."""
+    or they come and go.
 
-    def __init__(self) -> None:
-        self._failing: dict[tuple[str, str], set[str]] = {}     # (what, source) -> identities sent
+    With a `memory` (agent/recall.py) what was told outlives the agent's process: `restore`d at
+    the start, put back at each change, so a restarted agent does not tell again of a failure
+    still there. What the previous process told is `inherited` until this one sees the failure
+    again; for an unreadable source or a refused revision this process has no error of its own to
+    see end, so the first pass of the source (a revision fetched and loaded: the agent's first
+    pass of each source is always an event) is its recovery. Bounded: at most MAX_KEYS failures
+    of MAX_IDENTITIES identities each (the oldest go first), each identity at most MAX_IDENTITY
+    characters."""
+
+    MAX_KEYS = 256
+    MAX_IDENTITIES = 32
+
+    def __init__(self, memory: Any = None) -> None:
+        # (what, source) -> identities sent (a dict: ordered, the oldest dropped first)
+        self._failing: dict[tuple[str, str], dict[str, None]] = {}
+        self._inherited: set[tuple[str, str]] = set()
+        self.memory = memory                    # a recall.Memory, or None: this process only
+        self._changed = False
+
+    def export(self) -> dict[str, Any]:
+        """What `restore` takes back: the failures told of, as JSON data."""
+        return {"failing": [[what, key, list(ids)] for (what, key), ids in self._failing.items()]}
+
+    def restore(self, data: Any, *, sources: Collection[str], flapping: Collection[str]) -> None:
+        """What an earlier process told (`export`), for the agent's `sources` and the containers
+        still left stopped for `flapping` only (a source since removed, a crash loop ended while
+        no agent ran: nothing to recover from); anything malformed is left out."""
+        entries = data.get("failing") if isinstance(data, dict) else None
+        for entry in entries if isinstance(entries, list) else ():
+            if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry[:2])
+                    and isinstance(entry[2], list)):
+                continue
+            what, key, ids = entry
+            if what == "flapping" and key not in flapping:
+                continue
+            if what != "flapping" and key.split("/", 1)[0] not in sources:
+                continue
+            said = {_bounded(i): None for i in ids if isinstance(i, str)}
+            if said:
+                self._failing[(what, key)] = said
+                self._inherited.add((what, key))
+        self._trim()
 
     def __call__(self, e: Mapping[str, Any]) -> list[Notification]:
+        out = self._notifications(e)
+        if self._changed:
+            self._changed = False
+            if self.memory is not None:
+                self.memory.put("notified", self.export())
+        return out
+
+    def _notifications(self, e: Mapping[str, Any]) -> list[Notification]:
         t, source = e.get("type"), str(e.get("source") or "")
         if t == "pass":
             return self._pass(e, source)
@@ -180,7 +239,7 @@ class Deduper:
                 str(e.get("message", "")), e))
         if t == "container_flapping_cleared":
             # started by hand, removed or resumed: nothing to send, but a next crash loop is news again
-            self._failing.pop(("flapping", str(e.get("container", ""))), None)
+            self._forget(("flapping", str(e.get("container", ""))))
         return []
 
     def _image(self, t: str, e: Mapping[str, Any], source: str) -> list[Notification]:
@@ -203,19 +262,21 @@ class Deduper:
             return self._fail(("write_back", source), Notification(
                 t, source, f"{source}: the chosen image tags could not be committed", str(e.get("error", "")), e))
         if t == "written_back":
-            self._failing.pop(("write_back", source), None)
+            self._forget(("write_back", source))
         return []
 
     def _pass(self, e: Mapping[str, Any], source: str) -> list[Notification]:
         result = str(e.get("result"))
         if result == "interrupted":         # stopped (SIGTERM) before it could tell: neither failed nor recovered
             return []
+        # a pass at a revision ran, failed or not: its source was read and the revision loaded
+        out = self._inherited_recoveries(e, source) if e.get("revision") else []
         if result in ("failed", "degraded"):
             failures = [str(f) for f in e.get("failures") or ()]
-            return self._fail(("pass", source), Notification(
+            return out + self._fail(("pass", source), Notification(
                 "pass_failed", source, f"{source}: pass {result} at revision {_short(e.get('revision'))}",
                 "\n".join(failures), e), {failure_identity(f) for f in failures} or {result})
-        out = self._recover(("pass", source), Notification(
+        out += self._recover(("pass", source), Notification(
             "recovered", source, f"{source}: converged again at revision {_short(e.get('revision'))}", "", e))
         counts = {k: v for k, v in (e.get("counts") or {}).items() if v}
         if counts:
@@ -223,14 +284,49 @@ class Deduper:
             out.append(Notification("applied", source, f"{source}: revision {_short(e.get('revision'))} applied", done, e))
         return out
 
+    def _inherited_recoveries(self, e: Mapping[str, Any], source: str) -> list[Notification]:
+        """An unreadable source or a refused revision an earlier process told of, which this one
+        has not seen since, is over: a pass of the source ran at a revision."""
+        revision = _short(e.get("revision"))
+        out: list[Notification] = []
+        for key, n in ((("source", source), Notification(
+                           "source_recovered", source, f"{source}: source readable again", f"revision {revision}", e)),
+                       (("revision", source), Notification(
+                           "revision_fixed", source, f"{source}: revision {revision} loads again", "", e))):
+            if key in self._inherited:
+                out += self._recover(key, n)
+        return out
+
     def _fail(self, key: tuple[str, str], n: Notification, identities: set[str] | None = None) -> list[Notification]:
-        said = self._failing.setdefault(key, set())
-        new = (identities or {n.message}) - said
-        said |= new
+        self._inherited.discard(key)            # seen by this process: its own from now on
+        said = self._failing.pop(key, None) or {}
+        self._failing[key] = said               # the newest failure last: the oldest are dropped first
+        new = [i for i in sorted({_bounded(i) for i in identities or {n.message}}) if i not in said]
+        for i in new:
+            said[i] = None
+        while len(said) > self.MAX_IDENTITIES:
+            del said[next(iter(said))]
+        self._trim()
+        self._changed = self._changed or bool(new)
         return [n] if new else []
 
     def _recover(self, key: tuple[str, str], n: Notification) -> list[Notification]:
-        return [n] if self._failing.pop(key, None) is not None else []
+        self._inherited.discard(key)
+        return [n] if self._forget(key) else []
+
+    def _forget(self, key: tuple[str, str]) -> bool:
+        if self._failing.pop(key, None) is None:
+            return False
+        self._inherited.discard(key)
+        self._changed = True
+        return True
+
+    def _trim(self) -> None:
+        while len(self._failing) > self.MAX_KEYS:
+            oldest = next(iter(self._failing))
+            del self._failing[oldest]
+            self._inherited.discard(oldest)
+            self._changed = True
 
 
 def _titled(source: str, title: str) -> str:

@@ -12,6 +12,11 @@ NAME` and the next pass's re-create: a new id) starts with a clean slate; both a
 the flapping containers are next asked for (`flapping`: a pass's options, status, metrics),
 from the records as stored. `clear(name)` forgets a container's flapping (resume of its
 source). Each way back is published as `container_flapping_cleared`.
+
+The flapping containers outlive the agent's process (`memory`: agent/recall.py, the newest
+MAX_REMEMBERED): a restarted agent keeps them stopped (the engine start's `boot` does not run
+their restart policy, nor does a pass start them) and reported, with the same ways back, and
+so does not run a crash loop again, nor tell of it again, for a restart of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from reconciler import logs
 from reconciler._dataclass import dataclass, dataclasses
 from reconciler.runtime import errors as rterrors
 
-__all__ = ["Supervisor"]
+__all__ = ["MAX_REMEMBERED", "Supervisor"]
+
+MAX_REMEMBERED = 256                # flapping containers kept across a restart (the newest)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class Supervisor:
         flap_limit: int = 5,
         flap_window: float = 120.0,
         poll: float = 0.2,
+        memory: Any = None,                      # a recall.Memory: the flapping ones outlive the process
     ) -> None:
         self.runtime = runtime
         self.publish = publish
@@ -66,14 +74,19 @@ class Supervisor:
         self.flap_window = flap_window
         self.poll = poll
         self._restarts: dict[str, collections.deque[float]] = {}
-        self._flapping: dict[str, Flapping] = {}
+        self.memory = memory
+        self._flapping: dict[str, Flapping] = {f.id: f for f in _remembered(memory)}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._log = logs.get_logger("reconciler.agent.supervise")
 
     def start(self) -> Supervisor:
-        self.runtime.restart_manager.boot()     # the ones that exited meanwhile and their policy runs
+        for f in self._flapping.values():       # left stopped by the agent before its restart
+            self._log.warning("container_flapping", container=f.name, restarts=f.restarts, remembered=True,
+                              note=f"left stopped before the agent's restart; to try again: `reconcile start {f.name}`")
+        # the ones that exited meanwhile and their policy runs; not those left stopped for flapping
+        self.runtime.restart_manager.boot(held=set(self._flapping))
         for name, target in (("restarts", self._restart_loop), ("health", self._health_loop)):
             t = threading.Thread(target=target, name=f"supervise-{name}", daemon=True)
             t.start()
@@ -104,6 +117,14 @@ class Supervisor:
         for f in cleared:
             self._cleared(f, why)
 
+    def _remember(self) -> None:
+        """The flapping containers as they are now, into the memory (which writes on a change)."""
+        if self.memory is None:
+            return
+        with self._lock:
+            kept = sorted(self._flapping.values(), key=lambda f: f.since)[-MAX_REMEMBERED:]
+        self.memory.put("flapping", [dataclasses.asdict(f) for f in kept])
+
     def _outgrown(self) -> None:
         """Forget the flapping of a container removed (its name may be a new container's: a
         clean slate) or started since by someone else than the restart manager (`reconcile
@@ -130,6 +151,7 @@ class Supervisor:
             self._cleared(f, why)
 
     def _cleared(self, f: Flapping, why: str) -> None:
+        self._remember()
         self.publish("container_flapping_cleared", source=f.source, container=f.name, id=f.id[:12], why=why)
         self._log.info("container_flapping_cleared", container=f.name, why=why)
         self.on_flap(f.name)
@@ -174,11 +196,15 @@ class Supervisor:
                                      f"its next exit; to try again: `reconcile start {rec.name}` (or change its "
                                      "spec)")
                 self._log.warning("container_flapping", container=rec.name, restarts=len(times))
+                self._remember()
                 self.on_flap(rec.name)
             else:
                 with self._lock:
-                    if cid in self._flapping:   # its own restart: no start by hand
+                    own = cid in self._flapping
+                    if own:                     # its own restart: no start by hand
                         self._flapping[cid] = dataclasses.replace(self._flapping[cid], started_at=rec.started_at)
+                if own:
+                    self._remember()
         self._outgrown()                         # started by hand since: its exit is its policy's again
         with self._lock:
             flapping = list(self._flapping)
@@ -188,8 +214,25 @@ class Supervisor:
             except rterrors.NotFound:
                 with self._lock:
                     self._flapping.pop(cid, None)
+                self._remember()
                 continue
             if rec.status == "exited":
                 self.runtime.restart_manager.cancel(cid)   # no further restart: reported instead
                 if rec.restarting:
                     manager.update(cid, lambda r: dataclasses.replace(r, restarting=False))
+
+
+def _remembered(memory: Any) -> list[Flapping]:
+    """The flapping containers an earlier process of the agent kept (`_remember`); anything
+    malformed is left out (the records decide the rest: `_outgrown`)."""
+    data = memory.get("flapping") if memory is not None else None
+    out = []
+    for d in data if isinstance(data, list) else ():
+        try:
+            f = Flapping(id=str(d["id"]), name=str(d["name"]), restarts=int(d["restarts"]), since=float(d["since"]),
+                         started_at=None if d.get("started_at") is None else str(d["started_at"]),
+                         source=str(d.get("source") or ""))
+        except (TypeError, KeyError, ValueError):
+            continue
+        out.append(f)
+    return out[-MAX_REMEMBERED:]

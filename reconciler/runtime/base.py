@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from reconciler._dataclass import dataclass, dataclasses, field
@@ -689,7 +689,8 @@ class SupervisionLoop(Protocol):
 class RestartSupervision(SupervisionLoop, Protocol):
     """The restart-policy loop, which also starts at engine start what its policy wants up."""
 
-    def boot(self) -> list[str]: ...                          # the containers it started
+    # the containers it started; `held` (ids) it leaves stopped whatever their policy
+    def boot(self, *, held: Collection[str] = ...) -> list[str]: ...
 
 
 class HealthSupervision(SupervisionLoop, Protocol):

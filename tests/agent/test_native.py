@@ -650,3 +650,80 @@ def test_a_flapping_container_comes_back_by_a_start_by_hand_or_its_removal(
     assert (src["last_result"], src["degraded"], src["down"]) == ("converged", False, {}), src
     assert not any("None" in f for f in src["failures"]), src["failures"]
     assert {o["name"]: o["flapping"] for o in src["objects"]} == {"one": False, "two": False}
+
+
+def test_a_restarted_agent_keeps_a_crash_loop_stopped_and_tells_only_what_changed(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """What the agent told (the notifications' de-duplication) and the containers it left
+    stopped for flapping outlive its process (`<root>/agent-memory.json`): restarted, it keeps
+    the crash-looping container stopped and reported, and sends nothing for the failure it told
+    of already; a changed failure is sent, and so is the recovery, also one that came while no
+    agent ran. A memory file that does not read is no memory, not an agent that does not start.
+    Before, a restarted agent started the container again (its restart policy at the engine's
+    start), which crash-looped until it flapped again, and told of the crash loop and the
+    degraded pass once more."""
+    a = native_agent
+    hook = Receiver()
+    try:
+        a.config["notify"] = [{"webhook": {"url": hook.url}, "events": ["pass_failed", "recovered",
+                                                                         "container_flapping"]}]
+        flag = tmp_path / "flag"
+        flag.mkdir()
+        m = tmp_path / "m"
+        (m / "crash.yaml").write_text(doc("crash", busybox_image, "test -e /flag/ok && exec sleep 3600; exit 3",
+                                          extra=f"volumes: ['{flag}:/flag']\n"))
+        stopped = "container:crash: exited (exit code 3) but its restart policy is always"
+
+        def told(since: int = 0) -> list[dict[str, Any]]:
+            return [json.loads(body) for _, body in hook.got[since:]]
+
+        a.start()
+        wait_for("crash left stopped for flapping", lambda: "crash" in {
+            f["container"] for f in a.status()["supervision"]["flapping"]} and str(state(a)["crash"].status) == "exited")
+        a.reconcile("host")                             # a pass that finds it stopped, as it stays
+        wait_for("the crash loop and the stopped container told", lambda: {"container_flapping", "pass_failed"} <= {
+            n["kind"] for n in told()} and any(stopped in n["message"] for n in told()))
+        before = len(hook.got)
+        restarts = state(a)["crash"].restart_count
+
+        a.stop()                                        # systemctl restart
+        a.start()
+        first = wait_for("the restarted agent's first pass", lambda: (s := a.source("host"))["passes"] >= 1
+                         and not s["running"] and s)
+        assert (first["last_result"], first["failures"]) == ("degraded", [stopped])
+        assert [f["container"] for f in a.status()["supervision"]["flapping"]] == ["crash"]
+        a.reconcile("host")
+        crash = state(a)["crash"]
+        assert (str(crash.status), crash.restart_count) == ("exited", restarts)     # not started again
+        # a changed failure is news, and the one barrier the test needs: a target's notifications
+        # come in order, so what the restarted agent sent before it is in `told` by then
+        missing = busybox_image.rsplit(":", 1)[0] + ":no-such-tag"
+        (m / "more.yaml").write_text(doc("more", missing, "sleep 3600"))
+        wait_for("the new failure told", lambda: any("no-such-tag" in n["message"] for n in told(before)))
+        assert [n["kind"] for n in told(before)] == ["pass_failed"], told(before)
+        memory = json.loads((a.root / "agent-memory.json").read_text())
+        assert [f["name"] for f in memory["flapping"]] == ["crash"]
+
+        (m / "more.yaml").unlink()
+        wait_for("more's failure gone", lambda: (s := a.source("host"))["failures"] == [stopped] and not s["running"])
+
+        # put right while no agent runs (nothing left for a pass to do): the restarted agent
+        # tells of the recovery, though its first pass changes nothing
+        a.stop()
+        (flag / "ok").touch()
+        assert _cli(a, "start", "crash").returncode == 0
+        mark = len(hook.got)
+        a.start()
+        wait_for("the recovery told", lambda: [n["kind"] for n in told(mark)] == ["recovered"])
+        assert a.status()["supervision"]["flapping"] == []
+        assert json.loads((a.root / "agent-memory.json").read_text())["flapping"] == []
+
+        # a memory that does not read: forgotten (said in the log), the agent runs as without one
+        a.stop()
+        (a.root / "agent-memory.json").write_text('{"version": 1, "notified": {"failing": [["pass", "ho')
+        a.start()
+        wait_for("a pass", lambda: a.source("host")["last_result"] == "converged")
+        assert "agent_memory_unreadable" in a.log()
+        assert running(a, "crash")
+    finally:
+        hook.close()

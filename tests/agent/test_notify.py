@@ -241,3 +241,74 @@ def test_titles_name_a_revision_by_its_12_characters_and_the_payload_keeps_it_wh
     [back] = said({"type": "rollback", "source": "shop", "revision": rev, "previous": old})
     assert back.title == "shop: rolled back to 3f2c9a1b7e0d"
     assert "a1b2c3d4e5f6 was rolled back" in back.message
+
+
+def test_what_was_told_outlives_the_deduper_in_its_memory_file(tmp_path: Path) -> None:
+    """A Deduper with a memory (agent/recall.py) puts what it told into `<root>/agent-memory.json`
+    at each change; the next process's Deduper, restored from it, does not tell an unchanged
+    failure again, tells a changed one and the recovery; an unreadable source and a refused
+    revision an earlier process told of recover at the first pass at a revision (this process
+    never sees their errors end); a source no longer in the config is forgotten."""
+    from reconciler.agent import recall
+
+    failed = {"type": "pass", "source": "s", "revision": "r1", "result": "degraded",
+              "failures": ["container:web: exited (exit code 1) but its restart policy is always"]}
+    first = notify.Deduper(recall.Memory(tmp_path))
+    assert [n.kind for n in first(failed)] == ["pass_failed"]
+    assert [n.kind for n in first({"type": "source_error", "source": "git", "error": "remote down"})] == ["source_error"]
+    assert [n.kind for n in first({"type": "revision_invalid", "source": "s", "revision": "r2",
+                                   "problems": ["a.yaml:1:1: bad"]})] == ["revision_invalid"]
+    first({"type": "drift_reported", "source": "gone", "objects": ["container:x"]})
+
+    def restarted() -> notify.Deduper:
+        d = notify.Deduper(recall.Memory(tmp_path))
+        d.restore(d.memory.get("notified"), sources={"s", "git"}, flapping=set())
+        return d
+
+    again = restarted()
+    still = {"type": "revision_invalid", "source": "s", "revision": "r2", "problems": ["a.yaml:1:1: bad"]}
+    assert again(still) == []                                             # still refused: not again
+    assert again(failed) == []                                            # unchanged: not again
+    assert [n.kind for n in again({**failed, "failures": ["container:api: exited (2)"]})] == ["pass_failed"]
+    assert [n.kind for n in again({**failed, "result": "converged", "failures": []})] == ["recovered"]
+    assert again({"type": "source_error", "source": "git", "error": "remote down"}) == []
+    assert sorted((w, k) for w, k, _ in again.export()["failing"]) == [("revision", "s"), ("source", "git")]
+
+    third = restarted()                                   # `gone` forgotten: not a source any more
+    assert [(n.kind, n.title) for n in third({**failed, "result": "converged", "failures": [], "revision": "r3"})] == [
+        ("revision_fixed", "s: revision r3 loads again")]                # put right while no agent ran
+    assert [n.kind for n in third({"type": "pass", "source": "git", "revision": "r9", "result": "converged"})] == [
+        "source_recovered"]
+    assert restarted().export() == {"failing": []}
+
+
+def test_the_memory_is_bounded_and_one_that_does_not_read_is_none(tmp_path: Path) -> None:
+    """However many failures come and go, the file stays small (the oldest dropped, a long
+    identity kept as its head and a digest); a file missing, not JSON, of another version or
+    too big reads as an empty memory, and the next change writes a good one in its place."""
+    from reconciler.agent import recall
+
+    d = notify.Deduper(recall.Memory(tmp_path))
+    for i in range(600):
+        d({"type": "pass", "source": f"s{i % 400}", "revision": "r", "result": "failed",
+           "failures": [f"container:c{i}: " + "x" * 5000]})
+    size = (tmp_path / recall.FILE).stat().st_size
+    assert size < recall.MAX_BYTES
+    assert len(d.export()["failing"]) == notify.Deduper.MAX_KEYS
+    assert max(len(i) for _, _, ids in d.export()["failing"] for i in ids) <= notify.MAX_IDENTITY
+    big = {"type": "pass", "source": "s1", "revision": "r", "result": "failed", "failures": ["container:a: " + "y" * 5000]}
+    assert [n.kind for n in d(big)] == ["pass_failed"]
+    other = {**big, "failures": ["container:a: " + "y" * 4999 + "z"]}    # past the kept head: still another
+    assert [n.kind for n in d(other)] == ["pass_failed"]
+
+    for text in ("", "{not json", '{"version": 99, "notified": {}}', "[1, 2]", " " * (recall.MAX_BYTES + 1)):
+        (tmp_path / recall.FILE).write_text(text)
+        memory = recall.Memory(tmp_path)
+        assert memory.get("notified") is None
+        memory.put("flapping", [])
+        assert json.loads((tmp_path / recall.FILE).read_text()) == {"version": recall.VERSION, "flapping": []}
+    (tmp_path / recall.FILE).unlink()
+    assert recall.Memory(tmp_path).get("flapping") is None
+    assert recall.Memory(tmp_path / "no-such-dir").get("flapping") is None
+    recall.Memory(tmp_path / "no-such-dir").put("flapping", [])          # cannot write: said, not raised
+    assert [p.name for p in tmp_path.iterdir()] == []                   # no temporary file left

@@ -48,7 +48,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +181,7 @@ class PodmanHealth:
 class _EngineRestarts:
     """Podman applies restart policies itself: nothing to run here."""
 
-    def boot(self) -> list[str]:
+    def boot(self, *, held: Collection[str] = ()) -> list[str]:
         return []
 
     def watch(self, stop: threading.Event, *, poll: float = 0.5) -> None:

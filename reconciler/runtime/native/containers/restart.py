@@ -40,7 +40,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -295,11 +295,12 @@ class RestartManager:
             out.append(rec)
         return out
 
-    def boot(self) -> list[str]:
+    def boot(self, *, held: Collection[str] = ()) -> list[str]:
         """Engine start: containers whose monitor died with the last engine are ended, then the
         exited ones whose policy runs them again are started (`always`, `unless-stopped` unless
-        stopped by hand, `on-failure` after a failure with retries left), and the exited AutoRemove
-        ones removed.
+        stopped by hand, `on-failure` after a failure with retries left), but those `held` (ids:
+        the agent's supervisor left them stopped for flapping), and the exited AutoRemove ones
+        removed.
 
         A start here is a restart, counted as the restart manager counts one (so `on-failure:N`
         gives up after N, however many `--once` runs start the engine), unless the container
@@ -310,7 +311,7 @@ class RestartManager:
             if rec.auto_remove and rec.status in ("exited", "dead"):
                 self._auto_remove(rec)          # exited while no engine watched (a created one waits its start)
                 continue
-            if rec.status != "exited":
+            if rec.status != "exited" or rec.id in held:
                 continue
             if _decision(rec, restarting.Moment.RESUME).start:
                 try:

@@ -1382,7 +1382,7 @@ class EngineApi:
             config, made = self._anonymous_volumes(config)
             try:
                 # as dockerd's create, which makes no process: a missing executable fails the start
-                cid = rt.create_container(config, late_process_errors=True, **create_settings(data))
+                cid = rt.create_container(config, late_start_errors=True, **create_settings(data))
             except rterrors.AlreadyExists:
                 self._remove_unused(made)
                 raise HttpError(409, _name_taken(rt, config.name)) from None

@@ -187,10 +187,12 @@ def test_a_start_refused_for_a_taken_host_port_is_a_500_as_on_dockerd(
     """dockerd 20.10 answers the start of a container whose host port another program took
     meanwhile with a 500 ("driver failed programming external connectivity ... address already
     in use"), the container left created; the docker CLI's run exits 125 for a port taken, by a
-    program or by another container. The same here (the native engine checks a container's host
-    ports at its create as well, with the same 500). The engine answered 409, a Conflict, which
+    program or by another container. The same here. The engine answered 409, a Conflict, which
     clients take for a name in use or a state to wait out (docker-py's
-    `APIError.is_server_error()` was false)."""
+    `APIError.is_server_error()` was false). And as dockerd binds a port at the start, not the
+    create, such a `docker run` leaves its container created, with the start's error in
+    `State.Error` and exit code 128 (`docker run --rm`: none): the native engine refused the
+    create, so nothing was left for `docker ps -a` to show or a script to start later."""
     import socket
 
     ref = own_image(both, registry, tmp_path, "ported")
@@ -208,13 +210,36 @@ def test_a_start_refused_for_a_taken_host_port_is_a_500_as_on_dockerd(
             assert code == 500, (side, body)
             assert "address already in use" in message or "in use by another program" in message, (side, message)
             assert docker(sock, "inspect", "-f", "{{.State.Status}}", name).stdout.strip() == "created", side
-        held = both.run("run", "-d", "-l", label, "-p", f"127.0.0.1:{port}:80", ref, "sleep", "600", check=False)
+        held = both.run("run", "-d", "--name", f"{name}-run", "-l", label, "-p", f"127.0.0.1:{port}:80", ref,
+                        "sleep", "600", check=False)
         for side, proc in held.items():
             assert proc.returncode == 125, (side, proc.stderr)
+        _left_created(both, f"{name}-run", "address already in use", "in use by another program")
+        gone = both.run("run", "--rm", "--name", f"{name}-rm", "-l", label, "-p", f"127.0.0.1:{port}:80", ref,
+                        "true", check=False)
+        for side, proc in gone.items():
+            assert proc.returncode == 125, (side, proc.stderr)
+            assert docker(both.socks[side], "ps", "-aq", "-f", f"name={name}-rm").stdout == "", side
     both.run("start", name)                                 # the port free again
-    taken = both.run("run", "-d", "-l", label, "-p", f"127.0.0.1:{port}:80", ref, "sleep", "600", check=False)
+    taken = both.run("run", "-d", "--name", f"{name}-taken", "-l", label, "-p", f"127.0.0.1:{port}:80", ref,
+                     "sleep", "600", check=False)
     for side, proc in taken.items():                        # another container publishes it
         assert proc.returncode == 125, (side, proc.stderr)
+    _left_created(both, f"{name}-taken", "port is already allocated", f"already published by container '{name}'")
+    both.run("rm", "-f", name)
+    both.run("start", f"{name}-taken")                      # its start takes the port once it is free
+    for side, sock in both.socks.items():
+        state = json.loads(docker(sock, "inspect", f"{name}-taken").stdout)[0]["State"]
+        assert (state["Status"], state["ExitCode"], state["Error"]) == ("running", 0, ""), (side, state)
+
+
+def _left_created(both: Both, name: str, dockerds: str, ours: str) -> None:
+    """The container of a `docker run` whose start failed is there, created, the start's error
+    (in each engine's words) and exit code 128 in its State, as dockerd records them."""
+    for side, sock in both.socks.items():
+        state = json.loads(docker(sock, "inspect", name).stdout)[0]["State"]
+        assert (state["Status"], state["ExitCode"]) == ("created", 128), (side, state)
+        assert (dockerds if side == "dockerd" else ours) in state["Error"], (side, state)
 
 
 def test_a_container_that_does_not_run_gives_its_host_port_to_one_that_asks(

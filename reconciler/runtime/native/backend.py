@@ -344,20 +344,20 @@ class NativeRuntime:
 
     def create_container(self, config: base.ContainerConfig, *, terminal: bool = False, stdin: bool = False,
                          volatile: bool = False, auto_remove: bool = False, exposed: Sequence[str] = (),
-                         publish_all: bool = False, late_process_errors: bool = False) -> str:
+                         publish_all: bool = False, late_start_errors: bool = False) -> str:
         """`terminal`/`stdin`: a pseudo-terminal / an open stdin for attach (`run -it`); `volatile`:
         a file system thrown away with the container, never synced (`run --rm`, ContainerManager.create);
         `auto_remove`: removed with its anonymous volumes once it exited (Docker's AutoRemove: the
         restart manager of the process that holds the engine removes it, `remove_exited`); `exposed`,
         `publish_all`: Docker's ExposedPorts and PublishAllPorts (`run -P`: ContainerManager.create);
-        `late_process_errors`: a missing executable fails the start, not the create (the Engine API's,
-        as dockerd's: ContainerManager.create)."""
+        `late_start_errors`: a missing executable or a host port taken fails the start, not the
+        create (the Engine API's, as dockerd's: ContainerManager.create)."""
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image_id or config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
             terminal=terminal or config.tty, stdin=stdin or config.stdin_open, volatile=volatile,
             auto_remove=auto_remove, exposed=exposed, publish_all=publish_all,
-            late_process_errors=late_process_errors,
+            late_start_errors=late_start_errors,
         )
         return rec.id
 

@@ -85,7 +85,7 @@ class NetworkAttacher(Protocol):
         static_ips6: Mapping[str, str] | None = None, forward: bool = True,
         macs: Mapping[str, str] | None = None, link_local: Mapping[str, Sequence[str]] | None = None,
         gw_priorities: Mapping[str, int] | None = None, network_aliases: Mapping[str, Sequence[str]] | None = None,
-        links: Sequence[str] = (),
+        links: Sequence[str] = (), ports_at_start: bool = False,
     ) -> Attachment: ...
 
     def detach(self, container_id: str) -> None: ...
@@ -408,7 +408,7 @@ class ContainerManager(records.RecordStore):
         auto_remove: bool = False,
         exposed: Sequence[str] = (),
         publish_all: bool = False,
-        late_process_errors: bool = False,
+        late_start_errors: bool = False,
     ) -> records.Record:
         """Create the container (rootfs, bundle, conmon + `runc create`); nothing runs yet.
 
@@ -418,12 +418,15 @@ class ContainerManager(records.RecordStore):
         `auto_remove`: recorded (`Record.auto_remove`), for the restart manager that learns of its
         exit to remove it; refused with a restart policy, in dockerd's words. `exposed`: ports it
         exposes ("80/tcp", Docker's ExposedPorts); `publish_all`: it publishes every port it and its
-        image expose (`docker run -P`: `records.published_ports`). `late_process_errors` (the Engine
-        API's creates): a process that cannot be made (its executable missing or not executable:
-        `oci.ProcessFailed`) fails the start, not the create, as dockerd's create makes no process:
-        the container is kept created without one (as after a reboot), which its start makes, and a
-        container that never runs (the helper `container import --runtime docker` copies a
-        volume's data through) can be made of any image."""
+        image expose (`docker run -P`: `records.published_ports`). `late_start_errors` (the Engine
+        API's creates): what dockerd's start, not its create, fails at fails the start here too. A
+        process that cannot be made (its executable missing or not executable:
+        `oci.ProcessFailed`), as dockerd's create makes no process: the container is kept created
+        without one (as after a reboot), which its start makes, and a container that never runs
+        (the helper `container import --runtime docker` copies a volume's data through) can be made
+        of any image. A host port taken (by a running container, by another program), as dockerd
+        binds one at a start: not held for it (`NetworkManager.attach`'s `ports_at_start`), its
+        start takes it or fails (`docker run -p` of a taken port leaves the container created)."""
         if auto_remove and _restarts(config.restart):
             raise rterrors.InvalidArgument("can't create 'AutoRemove' container with restart policy")
         name = config.name.lstrip("/")
@@ -456,7 +459,7 @@ class ContainerManager(records.RecordStore):
             undo.append(lambda: mounts.unmount(p.rootfs))
             ports = records.published_ports(config, image_config, tuple(exposed), publish_all)
             rec = self._prepare(cid, name, config, image_id, image_config, lowerdirs, undo, terminal=terminal,
-                                ports=ports)
+                                ports=ports, ports_at_start=late_start_errors)
             rec = dataclasses.replace(rec, terminal=terminal, stdin=stdin, auto_remove=auto_remove,
                                       exposed=tuple(exposed), publish_all=publish_all)
             try:
@@ -471,7 +474,7 @@ class ContainerManager(records.RecordStore):
                                                      log_size_max=self._log_cap(rec.config), terminal=rec.terminal,
                                                      stdin=rec.stdin, exit_command=self._exit_command(rec))
             except oci.ProcessFailed:
-                if not late_process_errors:
+                if not late_start_errors:
                     raise
                 cgroups.remove(self.config.name_prefix, cid, self.config.locks_dir)
             else:
@@ -577,7 +580,7 @@ class ContainerManager(records.RecordStore):
     def _prepare(
         self, cid: str, name: str, config: base.ContainerConfig, image_id: str,
         image_config: Mapping[str, Any], lowerdirs: Sequence[Path], undo: list[Callable[[], None]],
-        *, terminal: bool = False, ports: Sequence[base.PortMapping],
+        *, terminal: bool = False, ports: Sequence[base.PortMapping], ports_at_start: bool = False,
     ) -> records.Record:
         # the OCI spec's parts are loaded by create, kill and update, not by a pass that reads (#21)
         from reconciler.runtime.native.containers import bundle
@@ -617,7 +620,8 @@ class ContainerManager(records.RecordStore):
                     hint="use networks 'none' or 'host'",
                 )
             att = self.network.attach(cid, name=name, hostname=hostname, networks=networks,
-                                      **_attach_options(config, ports), forward=False)   # forwarded from its start on
+                                      **_attach_options(config, ports), forward=False,   # forwarded from its start on
+                                      ports_at_start=ports_at_start)
             undo.append(lambda: self.network.detach(cid) if self.network else None)
             netns_path, ips, ips6 = os.fspath(att.netns_path), dict(att.ip_addresses), dict(att.ip6_addresses)
             published = tuple(att.ports)
@@ -739,8 +743,14 @@ class ContainerManager(records.RecordStore):
             if not fresh:
                 self._rejoin(rec)
             # its ports, as Docker's, before its process is made: a host port another program took
-            # meanwhile is refused here, and the container stays as it was (created or exited)
-            rec = self._forwarding(rec, on=True)
+            # meanwhile is refused here, and the container stays as it was (created or exited),
+            # with the error and an exit code, as dockerd records a start that failed (128 unless
+            # it had one: inspect's State.Error and ExitCode)
+            try:
+                rec = self._forwarding(rec, on=True)
+            except rterrors.PortInUse as exc:
+                self._save(dataclasses.replace(rec, error=exc.message, exit_code=rec.exit_code or 128))
+                raise
             if not fresh:
                 try:
                     with self._creating(rec):

@@ -492,6 +492,14 @@ class NetworkManager:
         for p in ports:
             self._probe_listener(p)
 
+    def _taken(self, port: base.PortMapping, container_id: str) -> bool:
+        """Is the host port of `port` taken now (check_ports' PortInUse)?"""
+        try:
+            self.check_ports([port], container_id=container_id)
+        except errors.PortInUse:
+            return True
+        return False
+
     def _choose_ports(self, ports: Sequence[base.PortMapping]) -> list[base.PortMapping]:
         """`ports` with each host port 0 replaced by a free one (Docker's way): one the kernel
         picks from the ephemeral range (net.ipv4.ip_local_port_range) that no container of this
@@ -614,6 +622,7 @@ class NetworkManager:
         gw_priorities: Mapping[str, int] | None = None,
         network_aliases: Mapping[str, Sequence[str]] | None = None,
         links: Sequence[str] = (),
+        ports_at_start: bool = False,
     ) -> Attachment:
         """Give a container its namespace, interfaces, addresses, published ports and names (its
         `aliases` on every network, its `network_aliases` on theirs alone, and the names its
@@ -625,7 +634,10 @@ class NetworkManager:
         its interfaces; different networks are a Conflict (detach first). A host port 0 is one
         chosen at the first attach and held (restarts, reboots) until detach; the attachment's
         `ports` say which, once forwarded: at once, or (not `forward`: a container created, not
-        yet started) from `forward()` on.
+        yet started) from `forward()` on. `ports_at_start` (a create through the Engine API, as
+        dockerd binds a port at a start): a host port taken now (a running container publishes
+        it, another program listens on it) is not held, not refused: the start takes it
+        (`forward`), or fails.
         """
         self._check_container_id(container_id)
         for label in (name, hostname, *aliases, *(a for given in (network_aliases or {}).values() for a in given),
@@ -660,7 +672,12 @@ class NetworkManager:
                 self._serve_dns(container_id, nets)       # its namespace may be a new one (a reboot)
                 return self._attachment(container_id, eps)
             ports = self._choose_ports(ports)
-            self.check_ports(ports, container_id=container_id)
+            try:
+                self.check_ports(ports, container_id=container_id)
+            except errors.PortInUse:
+                if not ports_at_start:
+                    raise
+                ports = [p for p in ports if not self._taken(p, container_id)]
             record = ipam.ContainerRecord(
                 container_id=container_id, name=name, hostname=hostname or name,
                 aliases=tuple(aliases), netns=str(self.netns_path(container_id)),
@@ -930,8 +947,9 @@ class NetworkManager:
                     rows.remove(held)
         if missing:
             missing = self._choose_ports(missing)
-            for p in missing:
-                self._probe_listener(p)
+            # a running container of this engine first, so the error names it (its proxy listens
+            # on a port it publishes on [::] or [::1]: a probe alone blamed another program)
+            self.check_ports(missing, container_id=container_id)
             yielded = self._ipam.take_ports(container_id, missing)
             log.info("host ports taken back", container=container_id[:12],
                      ports=[f"{p.host_ip}:{p.host_port}/{p.protocol}" for p in missing], **{"from": yielded})

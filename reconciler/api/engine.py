@@ -1338,9 +1338,24 @@ class EngineApi:
         own = {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
                "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(u.machine, u.machine), "KernelVersion": u.release,
                "GitCommit": "", "GoVersion": "", "BuildTime": ""}
-        # the docker CLI prints the Engine component's details (`OS/Arch`, `minimum version`)
+        # the docker CLI prints each component's details (the Engine's `OS/Arch`, `minimum
+        # version`; the others' `Version` and `GitCommit`): the engine's own programs, as
+        # dockerd lists containerd, runc and docker-init
         return {"Version": f"reconciler-{__version__}", **own,
-                "Components": [{"Name": "Engine", "Version": __version__, "Details": {**own, "Experimental": "false"}}]}
+                "Components": [{"Name": "Engine", "Version": __version__, "Details": {**own, "Experimental": "false"}},
+                               *({"Name": c.name, "Version": c.version, "Details": {"GitCommit": c.commit}}
+                                 for c in self._components())]}
+
+    def _components(self) -> list[Any]:
+        """The programs the engine runs containers with, as each reports itself (components.py:
+        conmon, the OCI runtime new containers get, the init for `--init`)."""
+        from reconciler.runtime.native.containers import components
+
+        try:
+            oci = self.runtime.containers.oci()
+        except rterrors.RuntimeBackendError:        # no runtime on the host: the others still are
+            return components.of_engine(self.runtime.containers.runtime_name, None)
+        return components.of_engine(oci.name, oci.path)
 
     def _info(self) -> dict[str, Any]:
         cs = self.runtime.list_containers()
@@ -1353,7 +1368,7 @@ class EngineApi:
                 "DockerRootDir": str(self.runtime.config.root), "OSType": "linux",
                 "OperatingSystem": "reconciler native engine", "Architecture": platform.machine(),
                 "NCPU": os.cpu_count() or 1, "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                "CgroupDriver": "cgroupfs", "Runtimes": {"runc": {"path": "runc"}}, "DefaultRuntime": "runc",
+                "CgroupDriver": "cgroupfs", **self._runtime_info(),
                 # what dockerd 20.10 says besides, that scripts and the docker CLI read
                 # (`docker info -f '{{.Swarm.LocalNodeState}}'`): no swarm here, the log driver
                 # containers get unless they name one, the kernel, the seccomp profile applied
@@ -1366,6 +1381,22 @@ class EngineApi:
                 "SecurityOptions": ["name=seccomp,profile=default"], "IndexServerAddress": "https://index.docker.io/v1/",
                 "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": False, "Debug": False,
                 "Warnings": []}
+
+    def _runtime_info(self) -> dict[str, Any]:
+        """What `docker info` says of the engine's programs: its OCI runtime (`Runtimes`,
+        `Default Runtime`: the one new containers get, by its path), runc's commit (`runc
+        version`), the init (`Init Binary`, `init version`), each as the binary reports itself;
+        no containerd (`containerd version` empty: conmon, its counterpart here, is in /version's
+        Components)."""
+        found = {c.name: c for c in self._components()}
+        name = self.runtime.containers.runtime_name
+        runtime = found.get(name)
+        init = found.get("docker-init")
+        commit = found["runc"].commit if "runc" in found else ""
+        return {"Runtimes": {name: {"path": runtime.path if runtime else name}}, "DefaultRuntime": name,
+                "RuncCommit": {"ID": commit, "Expected": commit}, "InitBinary": init.path if init else "",
+                "InitCommit": {"ID": init.commit if init else "", "Expected": init.commit if init else ""},
+                "ContainerdCommit": {"ID": "", "Expected": ""}}
 
     def _containers(self, method: str, parts: list[str], q: Mapping[str, str],
                     body: Callable[[], Any], raw: Callable[[], Any] | None = None) -> tuple[int, Any]:

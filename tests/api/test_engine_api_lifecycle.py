@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -335,6 +336,48 @@ def test_info_and_version_say_what_dockerd_says(host: Host, tmp_path: Path) -> N
         server = version[version.index("Server:"):]
         assert "minimum version 1.24" in server
         assert f"OS/Arch:          linux/{ {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(platform.machine())}" in server
+
+
+def _says(*argv: str) -> dict[str, str]:
+    """`version` and `commit` as a program's `--version` prints them (`runc version 1.1.5`,
+    `commit: ...`; tini: `tini version 0.19.0 - git.XXXX`)."""
+    out = subprocess.run([*argv, "--version"], capture_output=True, text=True, check=True, timeout=30).stdout
+    first = out.splitlines()[0].split()
+    commit = next((line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("commit: ")),
+                  first[4].removeprefix("git.") if len(first) > 4 else "")
+    return {"version": first[2], "commit": commit}
+
+
+def test_version_and_info_name_the_engines_own_programs(host: Host, tmp_path: Path) -> None:
+    """`docker version` showed the Engine alone and `docker info` empty `runc version` and `Init
+    Binary` lines, where dockerd lists containerd, runc and docker-init with their versions. Now
+    the programs the engine runs containers with, each as its binary reports itself: conmon (the
+    monitor, containerd's counterpart), runc and the init `--init` mounts, and info's
+    `Runtimes`, `DefaultRuntime`, `RuncCommit`, `InitBinary` and `InitCommit` from them."""
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    init = os.path.realpath(shutil.which("tini-static") or shutil.which("docker-init") or "")
+    want = {"conmon": _says("conmon"), "runc": _says(runc), "docker-init": _says(init)}
+    with serving(host, tmp_path) as (sock, _):
+        code, _, body = request(sock, "GET", "/v1.41/version")
+        assert code == 200
+        components = json.loads(body)["Components"]
+        assert [c["Name"] for c in components] == ["Engine", "conmon", "runc", "docker-init"]
+        for c in components[1:]:
+            assert (c["Version"], c["Details"]["GitCommit"]) == (want[c["Name"]]["version"],
+                                                                 want[c["Name"]]["commit"]), c
+        server = docker(sock, "version").stdout.partition("Server:")[2]
+        assert f" runc:\n  Version:          {want['runc']['version']}\n" in server
+        assert f"  GitCommit:        {want['runc']['commit']}\n" in server
+        assert " conmon:\n" in server
+
+        info = json.loads(docker(sock, "info", "-f", "{{json .}}").stdout)
+        assert info["Runtimes"] == {"runc": {"path": runc}}
+        assert info["DefaultRuntime"] == "runc"
+        assert info["RuncCommit"] == {"ID": want["runc"]["commit"], "Expected": want["runc"]["commit"]}
+        assert (info["InitBinary"], info["InitCommit"]["ID"]) == (init, want["docker-init"]["commit"])
+        text = docker(sock, "info").stdout
+        assert f" runc version: {want['runc']['commit']}\n" in text      # no "(expected: ...)" after it
+        assert f" Init Binary: {init}\n" in text
 
 
 def test_a_bind_mode_dockerd_does_not_know_is_refused(host: Host, tmp_path: Path, busybox_image: str) -> None:

@@ -26,7 +26,7 @@ from reconciler.runtime import errors as rterrors
 if TYPE_CHECKING:
     from reconciler.runtime.native.containers import oci
 
-__all__ = ["ConmonPaths", "create", "oci_log_error", "read_exit", "read_pid", "was_oom_killed"]
+__all__ = ["ConmonPaths", "conmon_path", "create", "oci_log_error", "read_exit", "read_pid", "was_oom_killed"]
 
 DEFAULT_LOG_SIZE_MAX = 100 * 1024 * 1024
 
@@ -61,7 +61,8 @@ class ConmonPaths:
         return self.exit_dir / cid
 
 
-def _conmon_path() -> str:
+def conmon_path() -> str:
+    """The conmon binary the engine runs (Unavailable when the host has none)."""
     path = shutil.which("conmon") or shutil.which("conmon", path="/usr/bin:/usr/libexec/podman:/usr/local/bin")
     if path is None:
         raise rterrors.Unavailable("conmon not found", hint="install the conmon package")
@@ -120,7 +121,7 @@ def create(
     paths.persist_dir.mkdir(parents=True, exist_ok=True)
     paths.exit_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        _conmon_path(), "--api-version", "1", "-c", cid, "-u", cid, "-n", name,
+        conmon_path(), "--api-version", "1", "-c", cid, "-u", cid, "-n", name,
         "-r", runtime.path, "-b", str(paths.bundle), "-p", str(paths.pidfile),
         "--exit-dir", str(paths.exit_dir), "--persist-dir", str(paths.persist_dir),
         "--socket-dir-path", str(paths.socket_dir), "--full-attach",

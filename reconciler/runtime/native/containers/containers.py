@@ -207,10 +207,11 @@ def _secret_entries(p: records.Paths, config: base.ContainerConfig, undo: list[C
 
 
 def _find_init() -> str:
-    for name in ("tini-static", "docker-init"):
-        found = shutil.which(name, path="/usr/bin:/usr/local/bin:/usr/libexec/docker:/usr/sbin")
-        if found:
-            return os.path.realpath(found)
+    from reconciler.runtime.native.containers import components
+
+    found = components.init_path()
+    if found:
+        return found
     raise rterrors.Unavailable("init: true needs a static tini on the host",
                                hint="install the tini package (it provides /usr/bin/tini-static)")
 

@@ -729,17 +729,19 @@ def _repo_refs(i: base.ImageInfo) -> tuple[list[str], list[str]]:
     return [_familiar(t) for t in i.repo_tags], sorted({_familiar(d) for d in i.repo_digests})
 
 
-def image_summary(i: base.ImageInfo, refs: tuple[list[str], list[str]] | None = None) -> dict[str, Any]:
+def image_summary(i: base.ImageInfo, refs: tuple[list[str], list[str]] | None = None,
+                  shared: int = -1) -> dict[str, Any]:
     """The images list's summary; `refs`: the tags and digests it shows (the list's `reference`
     filter keeps the matching ones), else all of them. An image without any has dockerd's
-    `<none>:<none>` and `<none>@<none>`, which the docker CLI shows as a dangling image."""
+    `<none>:<none>` and `<none>@<none>`, which the docker CLI shows as a dangling image.
+    `shared`: its SharedSize (`ImageStore.shared_sizes`), -1 when not asked for, as dockerd's."""
     tags, digests = refs if refs is not None else _repo_refs(i)
     if not tags and not digests:
         tags, digests = ["<none>:<none>"], ["<none>@<none>"]
     # an image without a time: Go's zero time, as dockerd lists it (`docker images`: N/A, not 56 years ago)
     return {"Id": i.id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests,
             "Created": _unix(i.created) if i.created else _ZERO_UNIX,
-            "Size": i.size, "VirtualSize": i.size, "SharedSize": -1, "Labels": dict(i.config.get("Labels") or {}),
+            "Size": i.size, "VirtualSize": i.size, "SharedSize": shared, "Labels": dict(i.config.get("Labels") or {}),
             "Containers": -1}
 
 
@@ -1042,14 +1044,17 @@ class EngineApi:
 
     def _disk_usage(self) -> dict[str, Any]:
         """docker system df: images (their unpacked layers' sizes, as docker images shows them;
-        LayersSize each layer once, however many images share it), containers (the size of their
+        each's SharedSize the layers it shares with the others, as dockerd counts it; LayersSize
+        each layer once, however many images share it), containers (the size of their
         writable layer), volumes (the size of their data)."""
         rt = self.runtime
         manager = rt.containers
         recs = manager.records()
         images = []
-        for info in rt.list_images():
-            doc = image_summary(info)
+        infos = rt.list_images()
+        shared = rt.image_store.shared_sizes([i.id for i in infos])
+        for info in infos:
+            doc = image_summary(info, shared=shared.get(info.id, 0))
             doc["Containers"] = sum(1 for r in recs if r.image_id == info.id)
             images.append(doc)
         conts = []
@@ -1960,7 +1965,9 @@ class EngineApi:
 
     def _image_list(self, q: Mapping[str, str]) -> list[dict[str, Any]]:
         """docker images: newest first; filters `reference` (each image with the tags and digests
-        that match), `dangling`, `label`, `before`, `since`."""
+        that match), `dangling`, `label`, `before`, `since`; `shared-size=1`: each listed image's
+        SharedSize, the layers it shares with the others listed (API 1.42's, as Docker 23 counts
+        it; -1 otherwise, as dockerd 20.10 always gives it)."""
         rt = self.runtime
         fl = dockerfilters.parse(q.get("filters"))
         infos = {i.id: i for i in rt.list_images()}
@@ -1971,7 +1978,8 @@ class EngineApi:
             return views.get(info.id) or self._image_views([info])[info.id]
 
         chosen = dockerfilters.images(views.values(), fl, all_=_flag(q, "all"), find=find)
-        return [image_summary(infos[v.id], (tags, digests)) for v, tags, digests in chosen]
+        shared = rt.image_store.shared_sizes([v.id for v, _, _ in chosen]) if _flag(q, "shared-size") else {}
+        return [image_summary(infos[v.id], (tags, digests), shared.get(v.id, -1)) for v, tags, digests in chosen]
 
     def _prune(self, kind: str, filters: Mapping[str, list[str]]) -> dict[str, Any]:
         """docker container|image|network|volume prune: what nothing uses (stopped containers;

@@ -63,7 +63,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1119,6 +1119,23 @@ class ImageStore:
         rows = self.db.connect().execute("SELECT layers FROM images").fetchall()
         chains = {rec.chain_id: rec for row in rows for rec in (LayerRecord(**d) for d in json.loads(row["layers"]))}
         return sum(self._layer_size(rec) for rec in chains.values())
+
+    def shared_sizes(self, image_ids: Collection[str]) -> dict[str, int]:
+        """Each of `image_ids`' SharedSize, as dockerd counts it among the images it lists
+        (`docker system df`, `GET /images/json?shared-size=1`): the sizes (`_layer_size`) of its
+        layers that another of them has too. A layer is one by its chain id: the same diff on
+        another base is another layer."""
+        rows = self.db.connect().execute("SELECT id, layers FROM images").fetchall()
+        chains = {str(row["id"]): [LayerRecord(**d) for d in json.loads(row["layers"])]
+                  for row in rows if row["id"] in image_ids}
+        users: dict[str, int] = {}          # a chain id is an image's once: it names the layers below too
+        for layers in chains.values():
+            for rec in layers:
+                users[rec.chain_id] = users.get(rec.chain_id, 0) + 1
+        sizes: dict[str, int] = {}
+        return {image_id: sum(sizes.setdefault(rec.chain_id, self._layer_size(rec))
+                              for rec in layers if users[rec.chain_id] > 1)
+                for image_id, layers in chains.items()}
 
     def layer_sizes(self, image_id: str) -> list[int]:
         """The size of each of an image's layers, bottom first (`docker history` shows it per step)."""

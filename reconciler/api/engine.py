@@ -821,7 +821,7 @@ def _timestamp_ns(raw: str | None, what: str) -> int | None:
 
 
 def event_message(ev: Any) -> dict[str, Any]:
-    """A journal event (native/journal.Event) as Docker's events message."""
+    """A journal event (native/journal.Event, its actor `_resolved`) as Docker's events message."""
     attrs = dict(ev.attributes)
     if ev.type == "network" and "name" in attrs:
         attrs["name"] = _docker_name(attrs["name"])
@@ -1092,6 +1092,7 @@ class EngineApi:
             while True:
                 for ev in journal.after(seq, since_ns=since or 0):
                     seq = ev.seq
+                    ev = self._resolved(ev)
                     if until is not None and ev.time_ns > until:
                         return
                     if _event_matches(ev, fl):
@@ -1111,12 +1112,19 @@ class EngineApi:
         views = [NetworkView(n.name, network_doc(n)) for n in self.runtime.list_networks()]
         return views + [NetworkView(name, _predefined_doc(name, self._predefined_id(name))) for name in ("host", "none")]
 
-    def _predefined_id(self, name: str) -> str:
-        """The id of "host" or "none", which the engine keeps no record of: made of the name and
-        the engine's name prefix (a state root's own, recorded there), so the same each time."""
-        import hashlib
+    def _resolved(self, ev: Any) -> Any:
+        """A journal event with the id Docker gives its actor: a run's network event on `none`
+        or `host` is journalled by the network's name (RecordStore.network_event), its id made
+        here, as the network list makes it."""
+        if ev.type == "network" and ev.actor in ("none", "host"):
+            return replace(ev, actor=self._predefined_id(ev.actor))
+        return ev
 
-        return hashlib.sha256(f"reconciler/{self.runtime.config.name_prefix}/network/{name}".encode()).hexdigest()
+    def _predefined_id(self, name: str) -> str:
+        """The id of "host" or "none", which the engine keeps no record of (ipam.predefined_id)."""
+        from reconciler.runtime.native.network import ipam
+
+        return ipam.predefined_id(self.runtime.config.name_prefix, name)
 
     def _network(self, term: str) -> NetworkView:
         """The network `term` names, as dockerd finds one (daemon.FindNetwork): its full id, else
@@ -1654,6 +1662,7 @@ class EngineApi:
         manager = self.runtime.containers
         seq = manager.journal.last_seq()        # before the look: a start after it is seen
         rec = manager.get(ident)
+        manager.event(rec, "attach")            # dockerd's event, before what the attach relays
         stdin = rec.stdin and _flag(q, "stdin")
         history, live = _flag(q, "logs"), _flag(q, "stream", default=True)
         if not live:

@@ -7,13 +7,17 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.test_engine_api import docker
+from tests.api.test_engine_api import docker, request
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.api.test_engine_api_filters import LABEL, Both, own_image
+from tests.api.test_engine_api_filters import both as both  # the fixture: ours beside dockerd
+from tests.helpers.registry import RegistryServer
 
 
 def _watch(sock: str, *args: str) -> subprocess.Popen[str]:
@@ -135,3 +139,49 @@ def test_health_status_events_and_tty_logs(engine_api: str, busybox_image: str) 
     logs = docker(engine_api, "logs", "term")
     assert logs.stdout.strip() == "on-a-terminal"       # one raw stream: no frame headers in it
     docker(engine_api, "rm", "term")
+
+
+def test_attach_and_network_events_as_dockerd(both: Both, registry: RegistryServer, tmp_path: Path) -> None:
+    """dockerd journals an `attach` for each attach (`docker run` in the foreground, `docker
+    attach`) and a network `connect` on each network a container starts on (the default bridge,
+    `none`, `host` too), a `disconnect` when the run ends or the start fails; `docker events`
+    showed none of them here (the network events came only from `docker network connect` and
+    `disconnect`). Side by side with the host's dockerd, the same events in the same order."""
+    p, label = both.prefix, f"{LABEL}={both.prefix}"
+    ref = own_image(both, registry, tmp_path, "ev")
+    since = time.time()
+    both.run("run", "--name", f"{p}-fg", "-l", label, ref, "sh", "-c", "sleep 0.5; echo hi")
+    both.run("run", "--name", f"{p}-nx", "-l", label, ref, "/nonexistent", check=False)
+    both.run("run", "-d", "--name", f"{p}-up", "-l", label, "--network", "none", ref, "sleep", "600")
+    for side, sock in both.socks.items():
+        code, _, _ = request(sock, "POST", f"/v1.41/containers/{p}-up/attach?logs=1&stream=0&stdout=1")
+        assert code == 200, side
+    both.run("kill", f"{p}-up")
+    names = {}
+    for sock in both.socks.values():
+        for line in docker(sock, "ps", "-a", "--no-trunc", "-f", f"label={label}", "--format",
+                           "{{.ID}} {{.Names}}").stdout.splitlines():
+            cid, name = line.split()
+            names[cid] = name.removeprefix(f"{p}-")
+    both.run("rm", f"{p}-fg", f"{p}-nx", f"{p}-up")
+    until = time.time() + 0.5
+    run_ = [("container", "create"), ("container", "attach"), ("network", "connect bridge")]
+    want = {
+        "fg": [*run_, ("container", "start"), ("container", "die"), ("network", "disconnect bridge"),
+               ("container", "destroy")],
+        "nx": [*run_, ("network", "disconnect bridge"), ("container", "destroy")],
+        "up": [("container", "create"), ("network", "connect none"), ("container", "start"), ("container", "attach"),
+               ("container", "kill"), ("container", "die"), ("network", "disconnect none"), ("container", "destroy")],
+    }
+    for side, sock in both.socks.items():
+        got: dict[str, list[tuple[str, str]]] = {}
+        out = docker(sock, "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format",
+                     "{{json .}}").stdout
+        for ev in map(json.loads, out.splitlines()):
+            attrs = ev["Actor"]["Attributes"]
+            if ev["Type"] == "container" and ev["Actor"]["ID"] in names:
+                got.setdefault(names[ev["Actor"]["ID"]], []).append(("container", ev["Action"]))
+            elif ev["Type"] == "network" and attrs.get("container") in names:
+                assert attrs["type"] == {"bridge": "bridge", "none": "null"}[attrs["name"]], (side, ev)
+                got.setdefault(names[attrs["container"]], []).append(("network", f"{ev['Action']} {attrs['name']}"))
+        assert got == want, side

@@ -392,6 +392,7 @@ class ContainerManager(records.RecordStore):
                                       error="monitor (conmon) lost; the container was killed")
             self._save(rec)
             self.event(rec, "die", exitCode=137)
+            self.network_event(rec, "disconnect")
             return rec
 
     # -- create
@@ -752,44 +753,58 @@ class ContainerManager(records.RecordStore):
             except rterrors.PortInUse as exc:
                 self._save(dataclasses.replace(rec, error=exc.message, exit_code=rec.exit_code or 128))
                 raise
-            if not fresh:
-                try:
-                    with self._creating(rec):
-                        pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
-                                                         log_size_max=self._log_cap(rec.config),
-                                                         terminal=rec.terminal, stdin=rec.stdin,
-                                                         exit_command=self._exit_command(rec))
-                except oci.ProcessFailed as exc:
-                    # as dockerd records a start whose process could not be made: the status kept,
-                    # the exit code 127 (126), the error in inspect's State.Error
-                    self._save(dataclasses.replace(self._forwarding(rec, on=False), exit_code=exc.process_exit,
-                                                   error=exc.message))
-                    raise
-                except BaseException:
-                    self._save(self._forwarding(rec, on=False))
-                    raise
-                rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
-                                          **_identity(pid, conmon_pid))
-                self._save(rec)
-            self._starting(rec)
-            started = rec
+            # its networks, as dockerd journals them: connected before its process runs, released
+            # again when it could not start
+            self.network_event(rec, "connect")
             try:
-                rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id),
-                         pid=started.pid)
-            except rterrors.RuntimeBackendError:
-                # a caller killed after `runc start` but before saving "running": it runs already
-                if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):
-                    rec = self._forwarding(self.refresh(rec), on=False)
-                    self._save(rec)
-                    raise
+                rec = self._launch(rec, rt, fresh=fresh)
+            except BaseException:
+                self.network_event(rec, "disconnect")
+                raise
             rec = dataclasses.replace(rec, status="running", started_at=records.now(), exit_code=None, error=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
                                       restarting=False, paused=False,
                                       health="starting" if self._has_health(rec) else None,
                                       health_failures=0)
-            self._save(rec)
-            self.event(rec, "start")
+            self._save(rec, event="start")       # before any `die` a look at its exit journals
             return self.refresh(rec)
+
+    def _launch(self, rec: records.Record, rt: oci.OciRuntime, *, fresh: bool) -> records.Record:
+        """Under the container's lock, its ports forwarded: its process made (unless `fresh`: the
+        create's waits) and started; the record as it is then. A failure leaves it as it was,
+        its ports no longer forwarded."""
+        p = self.paths(rec.id)
+        if not fresh:
+            try:
+                with self._creating(rec):
+                    pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
+                                                     log_size_max=self._log_cap(rec.config),
+                                                     terminal=rec.terminal, stdin=rec.stdin,
+                                                     exit_command=self._exit_command(rec))
+            except oci.ProcessFailed as exc:
+                # as dockerd records a start whose process could not be made: the status kept,
+                # the exit code 127 (126), the error in inspect's State.Error
+                self._save(dataclasses.replace(self._forwarding(rec, on=False), exit_code=exc.process_exit,
+                                               error=exc.message))
+                raise
+            except BaseException:
+                self._save(self._forwarding(rec, on=False))
+                raise
+            rec = dataclasses.replace(rec, pid=pid, conmon_pid=conmon_pid, status="created",
+                                      **_identity(pid, conmon_pid))
+            self._save(rec)
+        self._starting(rec)
+        started = rec
+        try:
+            rt.start(rec.id, alive=lambda: procs.alive(started.pid, started.pid_start, started.boot_id),
+                     pid=started.pid)
+        except rterrors.RuntimeBackendError:
+            # a caller killed after `runc start` but before saving "running": it runs already
+            if not (fresh and (rt.state(rec.id) or {}).get("status") == "running"):
+                rec = self._forwarding(self.refresh(rec), on=False)
+                self._save(rec)
+                raise
+        return rec
 
     @staticmethod
     def _has_health(rec: records.Record) -> bool:

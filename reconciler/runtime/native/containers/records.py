@@ -436,9 +436,39 @@ class RecordStore:
         attrs = {**rec.config.labels, "image": rec.config.image, "name": rec.name, **extra}
         self.journal.record("container", action, rec.id, attrs, conn=conn)
 
-    def _save(self, rec: Record) -> None:
+    def network_event(self, rec: Record, action: str, *, conn: sqlite3.Connection | None = None) -> None:
+        """Journal Docker's network `connect` (at a start, before its `start`) or `disconnect`
+        (at the end of a run, after its `die`) of `rec` on each network it is on, as dockerd
+        journals them around every run: its bridge networks (`attached_networks`: the default
+        one too), else `none` or `host`; none for one that joins another's namespace or was
+        disconnected from every network. The actor is the network's id, its attributes the
+        container, the network's name and its driver (`null` for none), as Docker's; `none` and
+        `host`, of which the engine keeps no record, are named by their name, which the Engine
+        API makes their id of (`ipam.predefined_id`): a `run --network none` hashes nothing (#21)."""
+        modes = rec.config.networks
+        named: dict[str, str] = {}          # network -> its journalled actor
+        kind = "bridge"
+        if rec.netns_path:
+            nets = rec.attached_networks()
+            if nets:
+                from reconciler.runtime.native.network import ipam
+
+                ids = ipam.network_ids(conn or self.db.connect())
+                named = {n: ids[n] for n in nets if n in ids}
+        elif modes == ("host",):
+            named, kind = {"host": "host"}, "host"
+        elif modes in ((), ("none",)):
+            named, kind = {"none": "none"}, "null"
+        for name, actor in named.items():
+            self.journal.record("network", action, actor, {"container": rec.id, "name": name, "type": kind}, conn=conn)
+
+    def _save(self, rec: Record, *, event: str | None = None) -> None:
+        """Store `rec`; with `event`, journal it in the same transaction: a process that reads
+        the stored record (`refresh`, which journals an exit) finds the event there before its own."""
         with self.db.tx() as conn:
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (rec.to_json(), rec.id))
+            if event is not None:
+                self.event(rec, event, conn=conn)
 
     def _load(self, name_or_id: str) -> Record:
         key = name_or_id.lstrip("/")
@@ -580,6 +610,8 @@ class RecordStore:
                         if new.oom_killed:
                             self.event(new, "oom", conn=conn)
                         self.event(new, "die", conn=conn, exitCode=new.exit_code)
+                        if rec.status == "running":         # a run ended: its networks released
+                            self.network_event(new, "disconnect", conn=conn)
                     else:
                         new = cur
         return new

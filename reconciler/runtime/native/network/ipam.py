@@ -61,6 +61,8 @@ __all__ = [
     "NetworkRecord",
     "PortRecord",
     "network_id",
+    "network_ids",
+    "predefined_id",
 ]
 
 _DDL = """
@@ -323,6 +325,23 @@ def network_id(stored: str) -> str:
     when ids were 32 (a uuid4), that one with 32 more from its hash: the same each time it is
     read, so an id given out before is a prefix of it and still finds it."""
     return stored if len(stored) >= 64 else stored + hashlib.sha256(stored.encode()).hexdigest()[:64 - len(stored)]
+
+
+def network_ids(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each network's id (`network_id`) by its name, read with `conn` (inside a caller's
+    transaction too); none when the engine never made its network tables."""
+    try:
+        rows = conn.execute("SELECT name, id FROM net_networks").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {str(r[0]): network_id(str(r[1])) for r in rows}
+
+
+def predefined_id(prefix: str, name: str) -> str:
+    """The id of "host" or "none" as Docker lists them, which the engine keeps no record of (they
+    are network modes): made of the name and the engine's name prefix (a state root's own), so
+    the same on every read and in every process."""
+    return hashlib.sha256(f"reconciler/{prefix}/network/{name}".encode()).hexdigest()
 
 
 def _network(row: sqlite3.Row) -> NetworkRecord:

@@ -116,9 +116,6 @@ FAKE_CANNOT: dict[str, str] = {
 
 # Conformance tests the native engine's Engine API, driven by the Docker backend, cannot pass, and why.
 NATIVE_API_CANNOT: dict[str, str] = {
-    "test_an_imported_volume_keeps_its_own_owner_and_mode": "makes a container's process when it creates it "
-                                                             "(runc create), so the Docker backend's import helper, "
-                                                             "never started and with no command, is refused",
 }
 
 # Conformance tests Podman (4.3, through its Docker-compatible API) cannot pass, and why.

@@ -222,7 +222,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
 _UNAPPLIED: dict[str, tuple[Any, ...]] = {
     "PidMode": ("",), "IpcMode": ("", "private", "shareable"), "UTSMode": ("",), "UsernsMode": ("", "host"),
     "CgroupnsMode": ("", "host"), "VolumesFrom": (), "VolumeDriver": ("", "local"), "CgroupParent": ("",),
-    "Runtime": ("", "runc"), "Isolation": ("", "default"), "CpusetMems": ("",), "OomKillDisable": (False,),
+    "Isolation": ("", "default"), "CpusetMems": ("",), "OomKillDisable": (False,),
     "MemorySwappiness": (-1,), "KernelMemory": (0,), "KernelMemoryTCP": (0,), "BlkioWeight": (0,),
     "BlkioWeightDevice": (), "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
     "BlkioDeviceWriteIOps": (), "CpuRealtimePeriod": (0,), "CpuRealtimeRuntime": (0,), "DeviceRequests": (),
@@ -1395,6 +1395,15 @@ class EngineApi:
                 "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": False, "Debug": False,
                 "Warnings": []}
 
+    def _runtime_or_400(self, asked: Any) -> None:
+        """`docker run --runtime NAME`: the engine has one OCI runtime (`reconcile engine-api
+        --oci-runtime`); another is dockerd's 400, not a container run by the engine's own
+        (`--runtime runc` on a crun engine was taken, and its inspect said crun)."""
+        have = self.runtime.containers.runtime_name
+        if asked not in (None, "", have):
+            raise HttpError(400, f"Unknown runtime specified {asked}: this engine runs {have} (its --oci-runtime); "
+                                 f"leave --runtime out, or ask for {have}")
+
     def _runtime_info(self) -> dict[str, Any]:
         """What `docker info` says of the engine's programs: its OCI runtime (`Runtimes`,
         `Default Runtime`: the one new containers get, by its path), runc's commit (`runc
@@ -1420,6 +1429,7 @@ class EngineApi:
             import secrets
 
             data = body() or {}
+            self._runtime_or_400((data.get("HostConfig") or {}).get("Runtime"))
             config = self._named_networks(config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data))
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
             self._networks_or_400(config)

@@ -7,12 +7,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.test_engine_api import docker, engine_api  # noqa: F401 - the fixture
+from tests.api.test_engine_api import REPO, docker, engine_api, engine_args  # noqa: F401 - the fixture
 from tests.helpers import subnets
 from tests.helpers.host import Host
 
@@ -148,6 +151,41 @@ def test_what_the_native_engine_would_not_apply_is_refused_naming_it(engine_api:
     assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
     docker(engine_api, "run", "--rm", "--network", "none", "--security-opt", "apparmor=unconfined", "--userns", "host",
            busybox_image, "true")
+    # one OCI runtime: the engine's (runc here) is taken by name, another refused as dockerd refuses it
+    docker(engine_api, "run", "--rm", "--network", "none", "--runtime", "runc", busybox_image, "true")
+    other = docker(engine_api, "run", "--rm", "--network", "none", "--runtime", "crun", busybox_image, "true", check=False)
+    assert other.returncode == 125
+    assert "Unknown runtime specified crun: this engine runs runc" in other.stderr
+    assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
     docker(engine_api, "create", "--name", "quota", "--network", "none", "--cpu-quota", "50000", busybox_image, "true")
     assert docker(engine_api, "inspect", "-f", "{{.HostConfig.NanoCpus}}", "quota").stdout.strip() == "500000000"
     docker(engine_api, "rm", "quota")
+
+
+@pytest.mark.skipif(shutil.which("crun") is None, reason="needs crun")
+def test_a_container_asks_for_the_engines_oci_runtime_or_is_refused(
+        host: Host, busybox_image: str, tmp_path: Path) -> None:
+    """An engine on crun took `docker create --runtime runc` and made a crun container (its
+    inspect said crun): now only the engine's own runtime may be named, another is dockerd's 400."""
+    sock = tmp_path / "crun.sock"
+    with (tmp_path / "engine-api.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "engine-api", "--socket", str(sock),
+                                 "--oci-runtime", "crun", *engine_args(host)], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert proc.poll() is None, (tmp_path / "engine-api.log").read_text()
+            assert time.monotonic() < deadline, "the engine API did not start"
+            time.sleep(0.05)
+        docker(str(sock), "pull", busybox_image)
+        refused = docker(str(sock), "create", "--network", "none", "--runtime", "runc", busybox_image, "true",
+                         check=False)
+        assert refused.returncode != 0
+        assert "Unknown runtime specified runc: this engine runs crun" in refused.stderr
+        assert docker(str(sock), "ps", "-aq").stdout.strip() == ""
+        # (crun itself creates nothing on this hybrid-cgroup host: the engine says so; the runc
+        # engine's own name is taken in the test above)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -38,8 +38,8 @@ def test_ps_start_stop_and_rm_act_on_the_engine_runtime_names(
     assert [(r["name"], r["status"]) for r in sorted(rows, key=lambda r: r["name"])] == \
         [("job", "created"), ("web", "running")]
     assert sorted(rows[0]) == ["command", "created", "exit_code", "finished_at", "health", "health_probed_at",
-                               "health_stale", "id", "image", "labels", "name", "ports", "restart_count",
-                               "started_at", "status", "status_text"]
+                               "health_stale", "id", "image", "labels", "mounts", "name", "networks", "ports",
+                               "restart_count", "started_at", "status", "status_text"]
     assert reconcile(fake_root, "ps", "--filter", "label=tier=front") == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]

@@ -188,6 +188,7 @@ def state_summary(st: Any) -> dict[str, Any]:
         "name": st.name, "labels": dict(st.labels), "restart_count": st.restart_count,
         "started_at": st.started_at, "finished_at": st.finished_at,
         "health_stale": st.health_stale, "health_probed_at": st.health_probed_at,
+        "mounts": [], "networks": list(st.networks or st.ip_addresses),     # (the protocol has no mounts)
     }
 
 

@@ -374,7 +374,9 @@ def summary(rec: Record) -> dict[str, Any]:
         name=rec.name,
         labels=rec.config.labels, restart_count=rec.restart_count, started_at=rec.started_at,
         finished_at=rec.finished_at, health_stale=stale, health_probed_at=probed,
-        ports=summaries.port_text((p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports))
+        ports=summaries.port_text((p.host_ip, p.host_port, p.container_port, p.protocol) for p in ports),
+        mounts=summaries.mount_list((m.type, m.source, m.target) for m in rec.config.mounts),
+        networks=summaries.network_list(rec.netns_path, rec.config.networks, rec.ip_addresses))
 
 
 def effective_healthcheck(rec: Record) -> base.Healthcheck | None:

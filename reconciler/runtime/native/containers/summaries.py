@@ -5,6 +5,7 @@ its Records, and a reader that applies them to the state DB's rows without build
     config_env(image_env, env)              a container's environment over its image's (Docker's Config.Env)
     command_text(argv)                      the COMMAND column: shlex.join's text
     summary_fields(...)                     the fields of one `ps` row (records.summary)
+    mount_list(...), network_list(...)      its mounts and networks, as docker's `ps --format` names them
     image_healthcheck(image_config, own)    a container's healthcheck over its image's, as Docker merges them
     health_now(status, health)              its health as shown: `unhealthy` once stopped, as dockerd's
     probes(test)                            whether a healthcheck test runs a probe (not NONE)
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["argv_of", "command_text", "config_env", "forwarded", "health_now", "holds_secrets", "image_healthcheck", "paused",
-           "port_text",
+__all__ = ["argv_of", "command_text", "config_env", "forwarded", "health_now", "holds_secrets", "image_healthcheck",
+           "mount_list", "network_list", "paused", "port_text",
            "probes", "read", "restart_pending", "settled", "summary_fields", "watched"]
 
 # Docker's defaults a container's bundle is made with (bundle.py), which inspect shows too (its
@@ -102,14 +103,33 @@ def port_text(ports: Iterable[tuple[str, int, int, str]]) -> str:
     return ", ".join(f"{ip}:{host}->{container}/{protocol}" for ip, host, container, protocol in ports)
 
 
+def mount_list(mounts: Iterable[tuple[str, str, str]]) -> list[dict[str, str]]:
+    """A container's volume and bind mounts ((type, source, target) each), as `ps` rows keep
+    them (docker's Mounts and LocalVolumes: `ps --format`): its tmpfs mounts are not among
+    them, as dockerd lists none of `--tmpfs` (inspection.mount_points)."""
+    return [{"type": t, "source": s, "target": d} for t, s, d in mounts if t in ("volume", "bind")]
+
+
+def network_list(netns: str | None, networks: Sequence[str], addresses: Iterable[str]) -> list[str]:
+    """The networks docker's `ps` names for a container (its Networks: NetworkSettings'): each
+    network it has an address on; "host" or "none" for one in those modes; none for one that
+    joins another's namespace or has no namespace now (stopped), as the Engine API lists it."""
+    if not netns:
+        if tuple(networks) == ("host",):
+            return ["host"]
+        return ["none"] if tuple(networks) in ((), ("none",)) else []
+    return list(addresses)
+
+
 def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, status: str,
                    restarting: bool, paused: bool, exit_code: int | None, health: str | None, ports: str,
                    name: str, labels: Mapping[str, str], restart_count: int, started_at: str | None,
-                   finished_at: str | None, health_stale: bool, health_probed_at: str | None) -> dict[str, Any]:
+                   finished_at: str | None, health_stale: bool, health_probed_at: str | None,
+                   mounts: Sequence[Mapping[str, str]] = (), networks: Sequence[str] = ()) -> dict[str, Any]:
     """What `ps` shows of a container, as JSON values (listing.py makes its rows of these): an
     exited container whose restart is pending (`restart_pending`) is "restarting", a running one
     that is paused (`paused`) "paused", Docker's State; `health_stale` and `health_probed_at`:
-    healthtimes.stale and last_probe."""
+    healthtimes.stale and last_probe; `mounts` (mount_list) and `networks` (network_list)."""
     if restarting and status == "exited":
         status = "restarting"
     elif paused and status == "running":
@@ -120,6 +140,7 @@ def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, st
         "health": health, "ports": ports, "name": name, "labels": dict(labels), "restart_count": restart_count,
         "started_at": started_at, "finished_at": finished_at,
         "health_stale": health_stale, "health_probed_at": health_probed_at,
+        "mounts": [dict(m) for m in mounts], "networks": list(networks),
     }
 
 
@@ -306,4 +327,7 @@ def _summary_of(d: Mapping[str, Any], exits: set[str], name_prefix: str, now: fl
         health=health_now(status, d.get("health")), name=d["name"], labels=config.get("labels") or {},
         restart_count=int(d.get("restart_count") or 0), started_at=d.get("started_at"),
         finished_at=d.get("finished_at"), health_stale=stale, health_probed_at=probed,
-        ports=port_text((p["host_ip"], p["host_port"], p["container_port"], p["protocol"]) for p in ports))
+        ports=port_text((p["host_ip"], p["host_port"], p["container_port"], p["protocol"]) for p in ports),
+        mounts=mount_list((m.get("type", ""), m.get("source", ""), m.get("target", ""))
+                          for m in config.get("mounts") or ()),
+        networks=network_list(d.get("netns_path"), config.get("networks") or (), d.get("ip_addresses") or {}))

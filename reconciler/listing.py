@@ -5,6 +5,12 @@ when it reads a state root itself and for the agent when it answers a thin clien
     images_text(images, options)     `images`: the same for image summaries
     image_summary(info)              what `images` needs of an ImageInfo (the agent serves this)
     options_of(flags, values)        a command's print options, checked (ValueError if not valid)
+    ps_formatted(summaries, options, fmt)     `ps --format FMT`: docker's fields of each row
+    images_formatted(images, options, fmt)    `images --format FMT`, likewise
+
+`--format` is docker's Go template (gotemplate.py runs it) over the fields docker's formatter
+gives each row (.ID, .Names, .Status, ... with docker's string forms), made of the same rows; the
+CLI renders it itself (the agent serves the rows as JSON: it renders no template).
 
 While an agent holds the root, the CLI asks it for the printed text (GET /v1/containers or
 /v1/images with `print=FORMAT` and the flags of PS_FLAGS / IMAGES_FLAGS set to 1): the client
@@ -24,8 +30,8 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
 
-__all__ = ["FORMATS", "IMAGES_FLAGS", "PS_FLAGS", "ago", "image_summary", "images_text", "options_of",
-           "ps_text", "status_text", "utcnow"]
+__all__ = ["FORMATS", "IMAGES_FLAGS", "PS_FLAGS", "ago", "image_summary", "images_formatted", "images_text",
+           "options_of", "ps_formatted", "ps_text", "status_text", "utcnow"]
 
 FORMATS = ("table", "json", "yaml")
 PS_FLAGS = ("all", "quiet", "no_trunc")             # `ps`'s flags that change what is printed
@@ -149,6 +155,178 @@ def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
     return status.capitalize()
 
 
+# -- --format: docker's fields -------------------------------------------------------------------
+
+# each field's column name in a `table` format, as docker's formatter names them (in docker's order)
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES",
+              "Networks": "NETWORKS", "Platform": "PLATFORM"}
+IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
+                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
+                  "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+
+
+def header(kind: str, headers: Mapping[str, str], *, labels: bool = True) -> Any:
+    """The value a `table` format's header is rendered from: each field's column name, and
+    `.Label "k"` the label's name (docker's SubHeaderContext.Label: the part after the last
+    dot, - and _ as spaces)."""
+    from reconciler import gotemplate
+
+    methods = {"Label": lambda name: str(name).split(".")[-1].replace("-", " ").replace("_", " ")} if labels else {}
+    return gotemplate.Struct(kind, headers, methods)
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """docker's .Labels of a row: k=v, sorted, comma-separated."""
+    return ",".join(sorted(f"{k}={v}" for k, v in labels.items()))
+
+
+def row(kind: str, fields: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> Any:
+    """A row as its template sees it: docker's fields (a field it has not is an error), and
+    `.Label "k"` when it has labels; its `json .` as docker's (keys sorted, <>& escaped)."""
+    from reconciler import gotemplate
+
+    methods = {"Label": lambda name: (labels or {}).get(name, "")} if labels is not None else {}
+    return gotemplate.Struct(kind, fields, methods, html_json=True, sort_json=True)
+
+
+def _ellipsis(text: str, width: int) -> str:
+    """docker's Ellipsis: `text` cut to `width` columns, its last one `…`."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _seconds(ts: str | None) -> int | None:
+    """An RFC 3339 time as whole seconds since the epoch (the Engine API's `Created`)."""
+    t = _parse(ts)
+    return None if t is None else int(t.timestamp())
+
+
+def go_time(seconds: int | None) -> str:
+    """Go's time.Unix(s, 0).String(), docker's CreatedAt: `2026-12-07 18:15:10 +0000 UTC`, in
+    the local zone; Go's zero time for none."""
+    if seconds is None:
+        return "0001-01-01 00:00:00 +0000 UTC"
+    datetime, _ = _datetime()
+    return datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
+
+
+def go_timestamp(ts: str | None) -> str:
+    """Go's Time.String() of an RFC 3339 time, its fraction of a second kept (docker's network
+    CreatedAt: `2026-12-07 14:13:59.857105 +0000 UTC`), in the local zone."""
+    t = _parse(ts)
+    if t is None:
+        return go_time(None)
+    local = t.astimezone()
+    fraction = f".{local.microsecond:06d}".rstrip("0") if local.microsecond else ""
+    return local.strftime("%Y-%m-%d %H:%M:%S") + fraction + local.strftime(" %z %Z")
+
+
+def _since(seconds: int | None, now: float) -> str:
+    from reconciler import gotemplate
+
+    return "" if seconds is None else gotemplate.human_duration(now - seconds) + " ago"
+
+
+def displayable_ports(text: str) -> str:
+    """docker's .Ports (DisplayablePorts) of a row's PORTS text (`ip:host->port/proto, ...`):
+    sorted by the container's port, a run of ports published on the same ones as a range
+    (`0.0.0.0:80-81->80-81/tcp`), an IPv6 address in brackets."""
+    ports = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        left, _, right = part.partition("->")
+        address, _, published = left.rpartition(":")
+        inside, _, protocol = right.partition("/")
+        try:
+            ports.append((int(inside), address.strip("[]"), int(published), protocol))
+        except ValueError:
+            return text                 # not this engine's form: as it is
+    ports.sort()
+
+    def host(ip: str, port: str) -> str:
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+    groups: dict[str, list[int]] = {}
+    order: list[str] = []
+    result: list[str] = []
+    mappings: list[str] = []
+
+    def form(key: str, first: int, last: int) -> str:
+        ip, _, proto = key.rpartition("/")
+        span = str(first) if first == last else f"{first}-{last}"
+        return f"{host(ip, span)}->{span}/{proto}" if ip else f"{span}/{proto}"
+
+    for private, ip, public, proto in ports:
+        if public != private:
+            mappings.append(f"{host(ip, str(public))}->{private}/{proto}")
+            continue
+        key = f"{ip}/{proto}"
+        run = groups.get(key)
+        if run is None:
+            groups[key] = [private, private]
+            order.append(key)
+        elif private == run[1] + 1:
+            run[1] = private
+        else:
+            result.append(form(key, *run))
+            groups[key] = [private, private]
+    result += [form(key, *groups[key]) for key in order]
+    return ", ".join(result + mappings)
+
+
+def _ps_fields(r: Mapping[str, Any], now: datetime, *, trunc: bool) -> Any:
+    image = str(r["image"])
+    if trunc and image.startswith("sha256:"):
+        image = image[7:19]
+    elif trunc and "@" in image:                # the digest left out, the tag kept, as docker's
+        image = imagenames.familiar(image.partition("@")[0])
+    created = _seconds(r.get("created"))
+    mounts = r.get("mounts") or []
+    names = [str(m["source"]) for m in mounts]
+    from reconciler import gotemplate
+
+    return row("container", {
+        "ID": r["id"][:12] if trunc else r["id"], "Image": image,
+        "Command": gotemplate.go_quote(_ellipsis(r["command"], 20) if trunc else r["command"]),
+        "CreatedAt": go_time(created), "RunningFor": _since(created, now.timestamp()) if created is not None else "",
+        "Ports": displayable_ports(r.get("ports") or ""), "State": str(r["status"]), "Status": status_text(r, now),
+        "Size": "N/A",          # not measured: ps has no --size
+        "Names": r["name"], "Labels": labels_text(r.get("labels") or {}),
+        "Mounts": ",".join(_ellipsis(n, 15) if trunc else n for n in names),
+        "LocalVolumes": str(sum(1 for m in mounts if m.get("type") == "volume")),
+        "Networks": ",".join(r.get("networks") or ()), "Platform": None,
+    }, r.get("labels") or {})
+
+
+def ps_formatted(summaries: Iterable[Mapping[str, Any]], options: Mapping[str, Any], fmt: str,
+                 now: datetime | None = None) -> str:
+    """What `reconcile ps --format FMT` prints of these containers (records.summary rows)."""
+    from reconciler import gotemplate
+
+    now = now or utcnow()
+    rows = [r for r in summaries if options["all"] or r["status"] in ("running", "paused")]
+    return gotemplate.render_rows(fmt, [_ps_fields(r, now, trunc=not options["no_trunc"]) for r in rows],
+                                  header("container", PS_HEADERS))
+
+
+def images_formatted(images: Iterable[Mapping[str, Any]], options: Mapping[str, Any], fmt: str) -> str:
+    """What `reconcile images --format FMT` prints of these image summaries: docker's fields,
+    its Digest `<none>` unless --digests or the format names {{.Digest}}, as docker's."""
+    import time
+
+    from reconciler import gotemplate
+
+    now = time.time()
+    digests = options["digests"] or "{{.Digest}}" in fmt
+    rows = [row("image", {
+        "Repository": r["repository"], "Tag": r["tag"], "Digest": r["digest"] if digests else "<none>",
+        "ID": r["short_id"], "CreatedSince": _since(_seconds(r["created"]), now),
+        "CreatedAt": go_time(_seconds(r["created"])), "Size": _size(r["size"]), "Containers": "N/A",
+        "VirtualSize": _size(r["size"], 4), "SharedSize": "N/A", "UniqueSize": "N/A",
+    }) for r in _image_rows(images, no_trunc=options["no_trunc"])]
+    return gotemplate.render_rows(fmt, rows, header("image", IMAGES_HEADERS, labels=False))
+
+
 # -- images ---------------------------------------------------------------------------------------
 
 
@@ -215,13 +393,14 @@ def _image_ago(created: str | None, now: float) -> str:
     return "Less than a second ago" if s < 1 else f"{s} seconds ago"
 
 
-def _size(n: int) -> str:
+def _size(n: int, precision: int = 3) -> str:
+    """go-units' HumanSizeWithPrecision: 1.98MB (decimal units)."""
     value = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":
-            return f"{value:.3g}{unit}"
+            return f"{value:.{precision}g}{unit}"
         value /= 1000
-    return f"{value:.3g}TB"
+    return f"{value:.{precision}g}TB"
 
 
 def _printed(rows: list[dict[str, Any]], output: str, columns: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:

@@ -144,6 +144,70 @@ def _formats_section(parser: argparse.ArgumentParser) -> list[str]:
     return [*out, ""]
 
 
+def _format_section(parser: argparse.ArgumentParser) -> list[str]:
+    """--format and inspect's -f: which commands take them (read from the parser), the template
+    language (reconciler/gotemplate.py) and each listing's fields (the code's column names)."""
+    from reconciler import listing
+    from reconciler.cli import cmd_network, cmd_volume
+    from reconciler.cli import main as climain
+
+    listings, inspects = [], []
+    for sub in climain._subparsers(parser):
+        action = sub._option_string_actions.get("--format")
+        if action is not None and action.metavar == "TEMPLATE":      # (not save's --format: its archive's)
+            (inspects if "-f" in action.option_strings else listings).append(f"`{sub.prog}`")
+
+    def fields(headers: Mapping[str, str]) -> str:
+        return ", ".join(f"`.{k}` ({v})" for k, v in headers.items())
+
+    return [
+        "## --format\n",
+        f"As docker's: {', '.join(listings)} take `--format TEMPLATE` (`-f` stays `--filter` where it is one, as docker's), "
+        f"{', '.join(inspects)} take `-f/--format TEMPLATE`. Not with `-o`: each says how to print (exit 2).\n",
+        "- `--format '{{.Names}}\\t{{.Status}}'`: a line per row; `\\t` and `\\n` typed as two characters are a "
+        "tab and a newline, as docker's.",
+        "- `--format 'table {{.ID}}\\t{{.Names}}'`: a header from the fields' column names (`CONTAINER ID`, "
+        "`NAMES`; `{{.Label \"k\"}}`'s is `k`), the columns aligned as docker's (Go's tabwriter: at least 10 wide, 3 "
+        "apart); `--format table` alone is the command's own table.",
+        "- `--format json`: one JSON object a line, docker's fields, keys sorted.",
+        "- inspect's `-f '{{.State.Status}}'`: a line per document, the template as typed (no `\\t` made a tab, "
+        "as docker inspect); `-f json`: the documents as one compact JSON array.\n",
+        "The template is Go's text/template, the part of it docker's users write: field chains (`.State.Status`, "
+        "`$x.A`, `(...).A`), `$` and variables, `{{if}}`/`{{else if}}`/`{{else}}`/`{{end}}`, `{{range}}` (with "
+        "`$i, $v :=`, `{{else}}`, `{{break}}`, `{{continue}}`), `{{with}}`, `{{/* comments */}}`, `{{-` and "
+        "`-}}` trimming, pipes, and the functions `json`, `index`, `join`, `split`, `lower`, `upper`, `title`, "
+        "`pad`, `truncate`, `len`, `slice`, `print`, `printf`, `println`, `and`, `or`, `not`, `eq`, `ne`, `lt`, "
+        "`le`, `gt`, `ge` (not `define`, `template`, `block`, `call`, `html`, `js`, `urlquery`). Values print as "
+        "Go prints them: a list `[a b]`, a map `map[k:v]`, null `<nil>`, a key a map has not `<no value>`. A "
+        "template that does not parse, an unknown function, or a field a row or a document's object does not "
+        "have is an error, as docker's: `template parsing error: template: :LINE:COLUMN: ...` (the fields there "
+        "are in its hint), exit 2, nothing printed.\n",
+        "The fields of each row, as docker's formatter names them and writes them (column name in parentheses), "
+        "made of what the command lists:\n",
+        f"- `ps`: {fields(listing.PS_HEADERS)}, and `.Label \"KEY\"`. `.Command` is quoted and cut to 20 "
+        "characters unless `--no-trunc`, `.ID` 12 characters; `.Networks` names the engine's networks (its "
+        "default network `default`, which the Engine API calls `bridge`); `.Size` is `N/A`: `ps` measures no "
+        "sizes (docker's asks the daemon when the template names it); `.Platform` is null.",
+        f"- `images`: {fields(listing.IMAGES_HEADERS)}. `.Digest` is `<none>` unless `--digests` or the template "
+        "names `{{.Digest}}`, as docker's; `.Containers`, `.SharedSize` and `.UniqueSize` are `N/A`, as docker's "
+        "without usage data.",
+        f"- `network ls`: {fields(cmd_network._HEADERS)}, and `.Label \"KEY\"` (the last four are the "
+        "engine's own, as its table's columns).",
+        f"- `volume ls`: {fields(cmd_volume._HEADERS)}, and `.Label \"KEY\"`; `.Status` is what is wrong with "
+        "the volume (its STATUS column), else `N/A`.\n",
+        "An inspect's template runs over the document `-o json` prints. `inspect`'s is docker's shape for the "
+        "keys people read (`.Id`, `.Name` with its `/`, `.Created`, `.Path`, `.Args`, `.State.Status`, "
+        "`.State.Running`, `.State.ExitCode`, `.State.Health.Status`, `.Config.Image`, `.Config.Cmd`, "
+        "`.Config.Env`, `.Config.Labels`, `.HostConfig.*`, `.Mounts`, `.NetworkSettings.Networks`, "
+        "`.NetworkSettings.Ports`); where it differs it is reconciler's: `.Image` is the image id and "
+        "`.ImageRef` the reference, `.State.StaleBinds` and `.State.Health.Stale` are its own, "
+        "`.NetworkSettings.Networks` is keyed by the engine's network names and has no top-level `.IPAddress`. "
+        "Its maps (`Labels`, `Networks`, `Ports`, `Volumes`...) give `<no value>` for a key they have not; its "
+        "other objects refuse a field they have not. `volume inspect` and `image inspect` are docker's shape "
+        "too; `network inspect`'s keys are the engine's own (`.name`, `.subnet`, `.gateway`, `.containers`).\n",
+    ]
+
+
 def _exit_codes_section(codes: tuple[tuple[str, str, str], ...]) -> list[str]:
     """The exit codes a script or CI job reads (reconciler.cli.main.EXIT_CODES)."""
     return ["## Exit codes\n",
@@ -169,7 +233,7 @@ def cli_page() -> str:
            f"{parser.epilog}\n", "| global option | meaning |", "|---|---|"]
     out += [row for a in parser._actions if not isinstance(a, argparse._SubParsersAction)
             if (row := _action_row(a))]
-    out += ["", *_formats_section(parser), *_exit_codes_section(climain.EXIT_CODES)]
+    out += ["", *_formats_section(parser), *_format_section(parser), *_exit_codes_section(climain.EXIT_CODES)]
     for name, help_text, p in _commands(parser):
         out += [f"{'#' * name.count(' ')}# {name}\n", f"{help_text}\n",
                 "```", p.format_usage().strip().removeprefix("usage: "), "```\n"]

@@ -21,6 +21,8 @@ EVERYDAY = [
     ["ps", "-a", "-o", "json"], ["ps", "--output", "yaml"], ["ps", "--output=table", "-a"],
     ["images"], ["images", "-q", "--no-trunc"], ["images", "--digests", "-o", "json"], ["images", "-a"], ["images", "-aq"],
     ["inspect", "web"], ["inspect", "web", "job", "-o", "yaml"],
+    ["ps", "--format", "{{.Names}}"], ["ps", "-a", "--format=table {{.ID}}\\t{{.Names}}"], ["images", "--format", "json"],
+    ["inspect", "-f", "{{.State.Status}}", "web"], ["inspect", "--format", "json", "web", "job"],
     ["logs", "web"], ["logs", "-f", "web"], ["logs", "web", "-ft"], ["logs", "--timestamps", "--follow", "web"],
     ["status"], ["status", "-o", "json"], ["version"], ["version", "-o", "yaml"],
     ["pull", "registry:5000/app:1"], ["pull", "-q", "app"], ["pull", "app@sha256:" + "0" * 64, "--quiet"],

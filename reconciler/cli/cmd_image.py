@@ -18,6 +18,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("inspect", help="show images as JSON (or YAML)")
     options.add_engine_options(p)
     output.add_output_flag(p, table=False)
+    output.add_format_flag(p, inspect=True)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(run=_inspect, no_logging=True)
     p = sub.add_parser("prune", help="remove unused images and layers, and what interrupted pulls left")
@@ -28,6 +29,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("ls", help="list images (as reconcile images)")
     options.add_engine_options(p)
     output.add_output_flag(p)
+    output.add_format_flag(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--digests", action="store_true")
     p.add_argument("--no-trunc", action="store_true")
@@ -75,6 +77,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from reconciler.cli import cmd_pull, output
     from reconciler.errors import ReconcilerError
 
+    output.format_of(args, listing=False)       # (-f with -o: refused before anything is read)
     store = cmd_pull.open_store(args)
     docs, status = [], 0
     for ref in args.images:
@@ -83,7 +86,7 @@ def _inspect(args: argparse.Namespace) -> int:
         except ReconcilerError as exc:
             print(f"Error: {exc}", file=sys.stderr)
             status = 1
-    output.print_data(docs, args.output)
+    output.print_documents(args, docs, kind="image", maps=("Labels", "ExposedPorts", "Volumes"))
     return status
 
 

@@ -21,7 +21,7 @@ SPEC = fastpath.Spec((
     (("-q", "--quiet"), "quiet", "only print image ids"),
     (("--digests",), "digests", "show each tag's repository digest (<none> for a tag made here: built, loaded, tagged; never pushed)"),
     (("--no-trunc",), "no_trunc", "do not truncate image ids"),
-))
+), valued=(fastpath.FORMAT,))
 
 
 def register(subparsers: Any) -> None:
@@ -65,6 +65,16 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import _agentapi, engines
 
     options = listing.options_of(listing.IMAGES_FLAGS, args.output, vars(args))
+    fmt = None
+    if getattr(args, "format", None) is not None:
+        from reconciler.cli import output
+
+        fmt = output.format_of(args)        # (over -q, as docker images takes a custom format)
+    if fmt is not None:
+        # the rows (the agent serves them as JSON; it renders no template), printed by the template
+        rows = _agentapi.served(args, "/v1/images") if engines.is_native(args) else None
+        sys.stdout.write(listing.images_formatted(rows if isinstance(rows, list) else _summaries(args), options, fmt))
+        return 0
     text = _agentapi.printed(args, "/v1/images", options) if engines.is_native(args) else None
     sys.stdout.write(listing.images_text(_summaries(args), options) if text is None else text)
     return 0

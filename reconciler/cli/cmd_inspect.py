@@ -16,12 +16,20 @@ __all__ = ["register", "run"]
 
 
 # what it takes, for its parser and the fast path alike (cli/fastpath.py)
-SPEC = fastpath.Spec(output="json", positional=("containers", "+", "CONTAINER"))
+SPEC = fastpath.Spec(output="json", positional=("containers", "+", "CONTAINER"), valued=(fastpath.INSPECT_FORMAT,))
+
+# the objects of its document that are maps in docker's (a key they have not: <no value>, not an error)
+MAPS = ("Labels", "Volumes", "ExposedPorts", "Networks", "Ports", "PortBindings", "Data", "Tmpfs", "Sysctls",
+        "LogConfig.Config", "DriverOpts", "Options")
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("inspect", help="show containers in detail (JSON or YAML)",
-                                   description="Show containers in detail, as a JSON array (or YAML with -o yaml).")
+                                   description="Show containers in detail, as a JSON array (or YAML with -o yaml), "
+                                   "or each by a Go template (-f '{{.State.Status}}'), as docker inspect. The "
+                                   "document is docker's shape for its common keys (Id, Name, State, Config, "
+                                   "HostConfig, NetworkSettings, Mounts); where it differs, it is reconciler's "
+                                   "(docs/reference/cli.md, \"--format\").")
     SPEC.add_to(parser, "inspect")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
@@ -32,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import _agentapi, engines, output
 
     engines.check(args, "inspect")          # the native engine's documents only
+    output.format_of(args, listing=False)   # (-f with -o: refused before anything is read)
     docs: list[dict[str, Any]] = []
     rc = 0
     local: Any = None
@@ -44,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             rc = 1
         else:
             docs.append(doc)
-    output.print_data(docs, args.output)
+    output.print_documents(args, docs, kind="container", maps=MAPS)
     return rc
 
 

@@ -8,6 +8,7 @@ network create`/`rm` do (through the engine's network manager: its bridge, addre
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 __all__ = ["register", "run"]
@@ -25,11 +26,13 @@ def register(subparsers: Any) -> None:
 
     ls = sub.add_parser("ls", help="list networks", description="List networks.")
     output.add_output_flag(ls)
+    output.add_format_flag(ls)
     ls.add_argument("-f", "--filter", action="append", default=[], metavar="label=VALUE",
                     help="only networks with this label (repeatable)")
     inspect = sub.add_parser("inspect", help="show networks in detail",
                              description="Show networks in detail (JSON, or YAML with -o yaml).")
     output.add_output_flag(inspect, table=False)
+    output.add_format_flag(inspect, inspect=True)
     inspect.add_argument("names", nargs="+", metavar="NAME")
     create = sub.add_parser("create", help="create a bridge network",
                             description="Create a bridge network, as `docker network create` does (a Network "
@@ -53,6 +56,23 @@ def register(subparsers: Any) -> None:
 
 _LS_COLUMNS = [("NETWORK ID", "id"), ("NAME", "name"), ("BRIDGE", "bridge"), ("SUBNET", "subnet"),
                ("GATEWAY", "gateway"), ("INTERNAL", "internal"), ("CONTAINERS", "containers")]
+# `ls --format`: docker's fields (and their column names), then the engine's own columns
+_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6", "IPv4": "IPV4",
+            "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT", "Bridge": "BRIDGE",
+            "Subnet": "SUBNET", "Gateway": "GATEWAY", "Containers": "CONTAINERS"}
+
+
+def _fields(n: Any, members: int) -> Any:
+    """A network as `ls --format` sees it: docker's fields, as docker's strings, and its bridge,
+    subnet, gateway and how many containers are on it."""
+    from reconciler import listing
+
+    return listing.row("network", {
+        "ID": n.id[:12], "Name": n.name, "Driver": "bridge", "Scope": "local",
+        "IPv6": str(bool(n.ipv6_subnet)).lower(), "IPv4": "true", "Internal": str(n.internal).lower(),
+        "Labels": listing.labels_text(n.labels), "CreatedAt": listing.go_timestamp(n.created),
+        "Bridge": n.bridge, "Subnet": n.subnet, "Gateway": n.gateway, "Containers": str(members),
+    }, dict(n.labels))
 
 
 def _manager(args: argparse.Namespace) -> Any:
@@ -66,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import options, output
     from reconciler.runtime import errors
 
+    fmt = output.format_of(args, listing=args.network_command == "ls") if hasattr(args, "format") else None
     if args.network_command not in ("create", "rm", "remove") and not options.engine_exists(args):
         if args.network_command == "ls":            # a read-only command creates no state root
-            output.emit(args, [], _LS_COLUMNS)
+            _list(args, fmt, [])
             return 0
-        output.print_data([], args.output)
+        output.print_documents(args, [])
         raise errors.NotFound(f"no such network: {', '.join(args.names)}", hint="see `reconcile network ls`")
     manager = _manager(args)
     if args.network_command == "create":
@@ -84,15 +105,7 @@ def run(args: argparse.Namespace) -> int:
             if not sep:
                 raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE or KEY=VALUE")
             selector[key] = value
-        rows = []
-        for n in manager.list_networks(selector):
-            _, members = manager.inspect_network(n.name)
-            rows.append({
-                "id": n.id[:12], "name": n.name, "bridge": n.bridge, "subnet": n.subnet,
-                "gateway": n.gateway, "internal": n.internal, "containers": len(members),
-                "labels": dict(n.labels),
-            })
-        output.emit(args, rows, _LS_COLUMNS)
+        _list(args, fmt, [(n, len(manager.inspect_network(n.name)[1])) for n in manager.list_networks(selector)])
         return 0
     docs = []
     missing = []
@@ -107,10 +120,25 @@ def run(args: argparse.Namespace) -> int:
             "gateway": state.gateway, "internal": state.internal, "labels": dict(state.labels),
             "containers": [{"id": cid, "name": cname, "address": addr} for cid, cname, addr in members],
         })
-    output.print_data(docs, args.output)
+    output.print_documents(args, docs, kind="network", maps=("labels",))
     if missing:
         raise errors.NotFound(f"no such network: {', '.join(missing)}", hint="see `reconcile network ls`")
     return 0
+
+
+def _list(args: argparse.Namespace, fmt: str | None, networks: list[tuple[Any, int]]) -> None:
+    """`ls`: the networks (with how many containers each has) by --format, or as -o asks."""
+    from reconciler.cli import output
+
+    if fmt is not None:
+        from reconciler import gotemplate, listing
+
+        sys.stdout.write(gotemplate.render_rows(fmt, [_fields(n, members) for n, members in networks],
+                                                listing.header("network", _HEADERS)))
+        return
+    output.emit(args, [{"id": n.id[:12], "name": n.name, "bridge": n.bridge, "subnet": n.subnet, "gateway": n.gateway,
+                        "internal": n.internal, "containers": members, "labels": dict(n.labels)}
+                       for n, members in networks], _LS_COLUMNS)
 
 
 def _create(args: argparse.Namespace, manager: Any) -> int:

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["for_each_container", "open_records", "register", "run", "run_swarm", "setup_logging_if_networked",
-           "state_summary"]
+__all__ = ["for_each_container", "format_of", "open_records", "register", "run", "run_swarm",
+           "setup_logging_if_networked", "state_summary"]
 
 
 # its flags, for its parser and the fast path alike (cli/fastpath.py)
@@ -30,7 +30,7 @@ SPEC = fastpath.Spec((
      "the ones Swarm wants running"),
     (("-q", "--quiet"), "quiet", "only print container (service) ids"),
     (("--no-trunc",), "no_trunc", "do not truncate ids and commands"),
-), defaults={"filter": []})
+), defaults={"filter": []}, valued=(fastpath.FORMAT,))
 
 
 def register(subparsers: Any) -> None:
@@ -139,16 +139,54 @@ def run(args: argparse.Namespace) -> int:
     from reconciler import listing
     from reconciler.cli import _agentapi, engines
 
+    fmt = format_of(args)
     if args.runtime == "swarm":
+        if fmt is not None:
+            from reconciler.errors import TerminalError
+
+            raise TerminalError("--format prints containers: `ps --runtime swarm` lists services and their tasks",
+                                hint="use -o json (or yaml) for the services' data")
         return run_swarm(args)
     options = listing.options_of(listing.PS_FLAGS, args.output, vars(args))
     selector = _selector(args) if args.filter else {}
     native = engines.is_native(args)
+    if fmt is not None:
+        # the rows (the agent serves them as JSON; it renders no template), printed by the template
+        rows = _agentapi.served(args, "/v1/containers", labels=_labels(selector)) if native else None
+        if not isinstance(rows, list):
+            rows = _summaries(args, selector, native=native)
+        sys.stdout.write(listing.ps_formatted(rows, options, fmt))
+        return 0
     text = _agentapi.printed(args, "/v1/containers", options, labels=selector) if native else None
     if text is None:
         text = listing.ps_text(_summaries(args, selector, native=native), options)
     sys.stdout.write(text)
     return 0
+
+
+def format_of(args: argparse.Namespace) -> str | None:
+    """The --format asked for (output.format_of: refused with -o), None for none; with -q the
+    ids are printed, as docker says it does."""
+    if getattr(args, "format", None) is None:
+        return None
+    import sys
+
+    from reconciler.cli import output
+
+    fmt = output.format_of(args)
+    if fmt is not None and args.quiet:
+        print("WARNING: Ignoring custom format, because both --format and --quiet are set.", file=sys.stderr)
+        return None
+    return fmt
+
+
+def _labels(selector: dict[str, str]) -> str | None:
+    """The labels to match, as the agent's GET /v1/containers takes them (JSON)."""
+    if not selector:
+        return None
+    import json
+
+    return json.dumps(selector)
 
 
 def _summaries(args: argparse.Namespace, selector: dict[str, str], *, native: bool) -> list[dict[str, Any]]:

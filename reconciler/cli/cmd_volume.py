@@ -21,11 +21,13 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("ls", help="list volumes")
     options.add_engine_options(p)
     output.add_output_flag(p)
+    output.add_format_flag(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only names")
     p.set_defaults(run=_ls, no_logging=True)
     p = sub.add_parser("inspect", help="show volumes as JSON (or YAML)")
     options.add_engine_options(p)
     output.add_output_flag(p, table=False)
+    output.add_format_flag(p, inspect=True)
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p.set_defaults(run=_inspect, no_logging=True)
     p = sub.add_parser("rm", help="remove volumes (their data is deleted)")
@@ -72,9 +74,17 @@ def _in_use(args: argparse.Namespace) -> dict[str, list[str]]:
     return used
 
 
+# `ls --format`: docker's fields and their column names (Links, Size and the cluster's fields: N/A, as
+# docker's without usage data; Status: what is wrong with it, the STATUS column, else N/A)
+_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+            "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "Group": "GROUP", "Availability": "AVAILABILITY",
+            "Status": "STATUS"}
+
+
 def _ls(args: argparse.Namespace) -> int:
     from reconciler.cli import options, output
 
+    fmt = output.format_of(args)
     store = _volumes(args) if options.engine_exists(args) else None
     vols = store.list() if store is not None else []
     removing = store.removing() if store is not None else []
@@ -84,6 +94,15 @@ def _ls(args: argparse.Namespace) -> int:
     if args.quiet:
         for v in vols:
             print(v.name)
+        return 0
+    if fmt is not None:
+        from reconciler import gotemplate, listing
+
+        sys.stdout.write(gotemplate.render_rows(fmt, [listing.row("volume", {
+            "Name": v.name, "Driver": "local", "Scope": "local", "Mountpoint": v.mountpoint,
+            "Labels": listing.labels_text(v.labels), "Links": "N/A", "Size": "N/A", "Group": "N/A",
+            "Availability": "N/A", "Status": v.problem or "N/A"}, dict(v.labels)) for v in vols],
+            listing.header("volume", _HEADERS)))
         return 0
     rows = [{"driver": "local", "name": v.name, "mountpoint": v.mountpoint, "created": v.created,
              "labels": dict(v.labels), "problem": v.problem, "hint": v.hint} for v in vols]
@@ -95,9 +114,10 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from reconciler.cli import options
+    from reconciler.cli import options, output
     from reconciler.runtime import errors
 
+    output.format_of(args, listing=False)       # (-f with -o: refused before anything is read)
     if not options.engine_exists(args):         # a read-only command creates no state root
         raise errors.NotFound(f"no such volume: {args.names[0]}")
     store = _volumes(args)
@@ -110,9 +130,7 @@ def _inspect(args: argparse.Namespace) -> int:
         if v.problem:       # docker's driver-specific `Status`, as the Engine API gives it
             doc["Status"] = {"Problem": v.problem, "Hint": v.hint}
         docs.append(doc)
-    from reconciler.cli import output
-
-    output.print_data(docs, args.output)
+    output.print_documents(args, docs, kind="volume", maps=("Labels", "Options", "Status"))
     return 0
 
 

@@ -33,6 +33,18 @@ __all__ = ["COMMANDS", "Spec", "parse"]
 FORMATS = ("table", "json", "yaml")     # output.FORMATS, without importing it
 RUNTIMES = ("native", "docker", "swarm", "fake")    # engines.RUNTIMES, likewise
 OCI_RUNTIMES = ("runc", "crun")                     # options.add_engine_options' --oci-runtime choices
+# docker's --format of a listing (ps, images, network ls, volume ls: `-f` is their --filter, as
+# docker's) and -f/--format of an inspect: ((option strings), dest, add_argument's keywords)
+FORMAT: tuple[tuple[str, ...], str, dict[str, Any]] = (("--format",), "format", {
+    "default": None, "metavar": "TEMPLATE",
+    "help": "print each row by a Go template, as docker's --format: 'table {{.ID}}\\t{{.Names}}' (a table: its "
+            "header from the fields' names), 'json' (one JSON object a line), '{{.Names}}: {{.Status}}'; the "
+            "fields are docker's (docs/reference/cli.md, \"--format\"); not with -o"})
+INSPECT_FORMAT: tuple[tuple[str, ...], str, dict[str, Any]] = (("-f", "--format"), "format", {
+    "default": None, "metavar": "TEMPLATE",
+    "help": "print each document by a Go template, as docker inspect -f: '{{.State.Status}}', "
+            "'{{json .Config.Labels}}', or 'json' (one compact JSON array); not with -o"})
+
 # options.add_engine_options: the engine's location, strings as given (options.resolve derives the rest)
 ENGINE_OPTIONS = {"--root": "root", "--run-dir": "run_dir", "--name-prefix": "name_prefix",
                   "--oci-runtime": "oci_runtime"}
@@ -215,6 +227,7 @@ def _output(value: str, spec: Spec, values: dict[str, object]) -> bool:
     """-o VALUE: False (argparse says why) for a format the command does not print."""
     allowed = FORMATS if spec.output == "table" else FORMATS[1:]
     values["output"] = value
+    values["output_given"] = True           # (output.add_output_flag's action records it too)
     return value in allowed
 
 

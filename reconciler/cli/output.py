@@ -3,6 +3,11 @@ command's own human text), JSON, or YAML, after the command's `-o/--output` flag
 
     add_output_flag(parser)              -o table|json|yaml (default table); inspect-like commands
                                          pass `table=False`: json (default) or yaml
+    FORMAT, INSPECT_FORMAT               --format TEMPLATE (listings) and -f/--format (inspect), as
+                                         docker's: add_argument's keywords (gotemplate.py runs them)
+    format_of(args)                      the --format asked for, None for none or `table` alone
+                                         (TerminalError, exit 2: given with -o)
+    print_documents(args, docs, ...)     an inspect's documents: by -f TEMPLATE, else JSON/YAML
     render(args, data, human)            data as JSON/YAML, or `human()` prints the table/text
     emit(args, rows, columns)            rows as a table, or as JSON/YAML
     print_data(data, fmt)                JSON or YAML of the same data (YAML is JSON's data, in YAML)
@@ -20,6 +25,8 @@ import contextlib
 import os
 import sys
 
+# --format's and inspect's -f/--format add_argument keywords, described where the fast path parses them too
+from reconciler.cli.fastpath import FORMAT, INSPECT_FORMAT
 from reconciler.printing import print_data, print_json, print_table, print_yaml
 
 # annotations only: what the read-only commands import at start-up stays small (#21)
@@ -29,23 +36,69 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
     from typing import IO, Any
 
-__all__ = ["FORMATS", "add_output_flag", "emit", "input_file", "output_file", "print_data", "print_json",
-           "print_record", "print_table", "print_yaml", "render", "wants_data"]
+__all__ = ["FORMAT", "FORMATS", "INSPECT_FORMAT", "add_format_flag", "add_output_flag", "emit", "format_of",
+           "input_file", "output_file", "print_data", "print_json", "print_record", "print_table", "print_yaml",
+           "render", "wants_data"]
 
 FORMATS = ("table", "json", "yaml")
-
 
 def add_output_flag(parser: argparse.ArgumentParser, *, table: bool = True, default: str = "json") -> None:
     """Add `-o/--output` to a subcommand whose output is data: table (default), json or yaml;
     with `table=False` (inspect-like commands, whose only form is a document) json or yaml,
     `default` when not given."""
+    import argparse
+
+    class Output(argparse.Action):
+        """-o, and that it was given (format_of refuses it with --format)."""
+
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            setattr(namespace, self.dest, values)
+            namespace.output_given = True
+
     if table:
-        parser.add_argument("-o", "--output", choices=FORMATS, default="table",
+        parser.add_argument("-o", "--output", choices=FORMATS, default="table", action=Output,
                             help="output format: table (for people), json or yaml (same data, for programs; "
                             "default: table)")
     else:
-        parser.add_argument("-o", "--output", choices=FORMATS[1:], default=default,
+        parser.add_argument("-o", "--output", choices=FORMATS[1:], default=default, action=Output,
                             help=f"output format: json or yaml (same data; default: {default})")
+
+
+def add_format_flag(parser: argparse.ArgumentParser, *, inspect: bool = False) -> None:
+    """Add docker's --format (with `inspect`: -f/--format) to a subcommand."""
+    flags, dest, keywords = INSPECT_FORMAT if inspect else FORMAT
+    parser.add_argument(*flags, dest=dest, **keywords)
+
+
+def format_of(args: argparse.Namespace, *, listing: bool = True) -> str | None:
+    """The --format the command line asks for: None when none, or (`listing`) `table` alone
+    (the command's own table, as docker's default table); TerminalError (exit 2) when -o is
+    given too: each says what to print."""
+    fmt = getattr(args, "format", None)
+    if fmt is None:
+        return None
+    if getattr(args, "output_given", False):
+        from reconciler.errors import TerminalError
+
+        raise TerminalError(f"--format and -o/--output both say how to print (--format {fmt!r}, -o {args.output})",
+                            hint="give one: --format for a Go template as docker's (--format json: a JSON "
+                                 "object a line), or -o table|json|yaml")
+    return None if fmt == "" or (listing and fmt == "table") else fmt
+
+
+def print_documents(args: argparse.Namespace, docs: Sequence[Any], *, kind: str = "document",
+                    maps: Sequence[str] = ()) -> None:
+    """An inspect's documents: each by the -f/--format template (the document's objects as
+    gotemplate.document makes them: those under `maps` keys Go maps, the rest structs), or
+    `-f json` one compact array, else JSON/YAML as -o asks."""
+    fmt = format_of(args, listing=False)
+    if fmt is None:
+        print_data(docs, args.output)
+        return
+    from reconciler import gotemplate
+
+    sys.stdout.write(gotemplate.render_documents(fmt, [gotemplate.document(d, kind, maps=maps) for d in docs]))
 
 
 def wants_data(args: argparse.Namespace) -> bool:

@@ -31,7 +31,12 @@ COMMANDS = (("ps", "-a"), ("ps", "-a", "--no-trunc"), ("ps", "-a", "-o", "json")
             # the text the agent renders (listing.py): each print form of ps and images
             ("ps",), ("ps", "-a", "-o", "yaml"), ("ps", "--filter", "label=tier=front", "-o", "json"),
             ("ps", "-a", "--filter", "label=tier=back"), ("images", "--digests"), ("images", "-o", "yaml"),
-            ("image", "ls", "-q"))
+            ("image", "ls", "-q"),
+            # --format: the rows the agent serves as JSON, printed by the template here (gotemplate.py)
+            ("ps", "-a", "--format", '{{.Names}} {{.State}} {{.Label "tier"}} {{.Networks}}'),
+            ("ps", "--filter", "label=tier=front", "--format", "json"), ("inspect", "-f", "{{.State.Status}} {{.Name}}",
+                                                                       "web", "job"),
+            ("images", "--format", "table {{.Repository}}\\t{{.Tag}}\\t{{.Digest}}"))
 # what `ps` must not load when the agent answers: the engine's code, the state database, and
 # http.client's email and ssl
 ENGINE = ("sqlite3", "_sqlite3", "reconciler.runtime.native", "reconciler._sqlite", "http.client", "email", "ssl", "httpx",
@@ -86,7 +91,8 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
 
     served = outputs(a, busybox_image)
     assert engine_modules(loaded(a, busybox_image)) == []       # the agent answered: no engine here
-    assert [rc for rc, _, _ in served] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0]
+    assert [rc for rc, _, _ in served] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0,
+                                           0, 0, 0, 0]
     assert "web" in served[0][1]
     assert "Exited (3)" in served[0][1]                         # job
     assert len(served[4][1].split()) == 1                       # the label filter went to the agent
@@ -104,6 +110,10 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     assert "job" not in served[17][1]                                       # running only
     assert [c["name"] for c in json.loads(served[19][1])] == ["web"]
     assert served[20][1].splitlines()[1:] == []                             # no container labelled so
+    assert sorted(served[24][1].splitlines()) == ["job exited  none", "web running front none"]
+    assert [json.loads(line)["Names"] for line in served[25][1].splitlines()] == ["web"]
+    assert served[26][1] == "running /web\nexited /job\n"
+    assert served[27][1].splitlines()[0].split() == ["REPOSITORY", "TAG", "DIGEST"]
 
     status = reconcile(a, "status", importtime=True)           # the agent's status, with no http.client
     assert status.stdout.startswith(f"agent pid {a.pid} (native)")

@@ -1,0 +1,131 @@
+"""`--format` and inspect's `-f`, as docker users type them, run as a user runs them: the CLI in a
+process of its own on a native engine of the test's own (tests/helpers/host.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.host import Host
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+REPO = Path(__file__).resolve().parents[3]
+Reconcile = Callable[..., subprocess.CompletedProcess[str]]
+
+# the fields `docker ps --format json` prints (docker 28), and `docker images --format json`
+PS_FIELDS = {"Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names", "Networks",
+             "Platform", "Ports", "RunningFor", "Size", "State", "Status"}
+IMAGES_FIELDS = {"Containers", "CreatedAt", "CreatedSince", "Digest", "ID", "Repository", "SharedSize", "Size",
+                 "Tag", "UniqueSize", "VirtualSize"}
+
+
+@pytest.fixture
+def reconcile(host: Host) -> Reconcile:
+    """`reconcile ARGS` on the test's engine (the `host` fixture removes what it made)."""
+    cfg = host.config
+    env = {**os.environ, "RECONCILER_ROOT": str(cfg.root), "RECONCILER_RUN_DIR": str(cfg.run_dir),
+           "RECONCILER_PREFIX": cfg.name_prefix, "RECONCILER_SUBNET_POOL": str(cfg.subnet_pool)}
+    env.pop("RECONCILER_RUNTIME", None)
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=False, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    return run
+
+
+def test_listings_and_inspect_print_by_docker_templates(reconcile: Reconcile, host: Host,
+                                                        busybox_image: str) -> None:
+    web = reconcile("run", "-d", "--name", "web", "--network", "none", "-l", "tier=front", "-l", "app=web",
+                    "-v", "fmtvol:/data", busybox_image, "sleep", "1000").stdout.strip()
+    done = reconcile("run", "-d", "--name", "done", "--network", "none", busybox_image,
+                     "sh", "-c", "echo a command longer than twenty; exit 5").stdout.strip()
+    reconcile("wait", "done", check=False)
+
+    # docker ps --format '{{.Names}}\t{{.State}}\t{{.Label "tier"}}': the \t typed as two characters, newest first
+    assert reconcile("ps", "-a", "--format", '{{.Names}}\\t{{.State}}\\t{{.Label "tier"}}').stdout == (
+        "done\texited\t\nweb\trunning\tfront\n")
+    assert reconcile("ps", "--format", "{{.Names}}").stdout == "web\n"        # running only, as ps
+    # a table: the header from the fields' column names, aligned as docker's tabwriter aligns them
+    table = reconcile("ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.Command}}\\t{{.Labels}}\\t"
+                      "{{.Mounts}}\\t{{.LocalVolumes}}\\t{{.Networks}}").stdout
+    assert table == (
+        "CONTAINER ID   NAMES     COMMAND                  LABELS               MOUNTS    LOCAL VOLUMES   NETWORKS\n"
+        f'{done[:12]}   done      "sh -c \'echo a comma…"                                  0               none\n'
+        f'{web[:12]}   web       "sleep 1000"             app=web,tier=front   fmtvol    1               none\n')
+    assert reconcile("ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}").stdout.splitlines()[0] == (
+        f"{done} \"sh -c 'echo a command longer than twenty; exit 5'\"")
+    assert reconcile("ps", "--format", "table").stdout == reconcile("ps").stdout     # the command's own table
+
+    lines = reconcile("ps", "-a", "--format", "json").stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [set(r) for r in rows] == [PS_FIELDS, PS_FIELDS]
+    assert rows[1] | {"CreatedAt": "", "RunningFor": "", "Status": ""} == {
+        "Command": '"sleep 1000"', "CreatedAt": "", "ID": web[:12], "Image": busybox_image, "Labels": "app=web,tier=front",
+        "LocalVolumes": "1", "Mounts": "fmtvol", "Names": "web", "Networks": "none", "Platform": None, "Ports": "",
+        "RunningFor": "", "Size": "N/A", "State": "running", "Status": ""}
+    assert rows[1]["Status"].startswith("Up ")
+    assert rows[0]["Status"].startswith("Exited (5) ")
+    assert rows[1]["RunningFor"].endswith(" ago")
+
+    image_lines = reconcile("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert image_lines == busybox_image + "\n"
+    image = json.loads(reconcile("images", "--format", "json").stdout)
+    assert set(image) == IMAGES_FIELDS
+    assert (image["Repository"] + ":" + image["Tag"], image["Digest"], image["Containers"]) == (
+        busybox_image, "<none>", "N/A")                     # its digest only when asked for, as docker's
+    assert reconcile("images", "--format", "{{.Digest}}").stdout.startswith("sha256:")
+
+    # inspect -f over the document `inspect` prints: docker's shape for these keys
+    assert reconcile("inspect", "-f", '{{.State.Status}} {{.Config.Image}} {{index .Config.Labels "tier"}} '
+                     '{{.Config.Labels.nokey}} {{json .Config.Labels}} {{.Name}}', "web", "done").stdout == (
+        f'running {busybox_image} front <no value> {{"app":"web","tier":"front"}} /web\n'
+        f"exited {busybox_image}  <no value> {{}} /done\n")
+    assert reconcile("inspect", "--format", "{{range .Mounts}}{{.Name}}:{{.Destination}}{{end}} {{.State.ExitCode}}",
+                     "web", "done").stdout == "fmtvol:/data 0\n 5\n"
+    assert json.loads(reconcile("inspect", "-f", "json", "web").stdout)[0]["Id"] == web
+
+    assert reconcile("volume", "ls", "--format", "table {{.Name}}\\t{{.Driver}}\\t{{.Scope}}").stdout == (
+        "VOLUME NAME   DRIVER    SCOPE\nfmtvol        local     local\n")
+    assert reconcile("volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.UsedBy}}", "fmtvol").stdout == (
+        "fmtvol local [web]\n")
+    reconcile("network", "create", "--subnet", host.subnet, "--internal", "-l", "team=a", "fmtnet")
+    assert reconcile("network", "ls", "--format", '{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.IPv6}} '
+                     '{{.Label "team"}} {{.Subnet}} {{.Containers}}').stdout == (
+        f"fmtnet bridge local true false a {host.subnet} 0\n")
+    reconcile("network", "rm", "fmtnet")
+
+
+def test_template_errors_say_where_and_exit_2(reconcile: Reconcile, busybox_image: str) -> None:
+    reconcile("run", "-d", "--name", "web", "--network", "none", busybox_image, "sleep", "1000")
+    unknown = reconcile("ps", "--format", "{{.Foo}}", check=False)
+    assert unknown.returncode == 2
+    assert unknown.stdout == ""
+    assert ('error: template parsing error: template: :1:2: executing "" at <.Foo>: can\'t evaluate field Foo in '
+            "type container") in unknown.stderr
+    assert "container has .ID, .Image, .Command" in unknown.stderr       # the hint: the fields there are
+    for args in (["ps", "--format", "{{.Names"], ["images", "--format", "{{nofunc .ID}}"],
+                 ["inspect", "-f", "{{.State.Nope}}", "web"], ["volume", "ls", "--format", "{{if}}{{end}}"]):
+        failed = reconcile(*args, check=False)
+        assert (failed.returncode, failed.stdout) == (2, ""), args
+        assert "template parsing error: template: :1:" in failed.stderr, args
+    # a missing map key is Go's <no value>; --format with -o: refused, nothing printed
+    assert reconcile("inspect", "-f", "{{.Config.Labels.none}}", "web").stdout == "<no value>\n"
+    both = reconcile("ps", "--format", "{{.Names}}", "-o", "json", check=False)
+    assert (both.returncode, both.stdout) == (2, "")
+    assert "--format and -o/--output both say how to print" in both.stderr
+    both = reconcile("inspect", "-f", "{{.Name}}", "-o", "yaml", "web", check=False)
+    assert (both.returncode, both.stdout) == (2, "")
+    quiet = reconcile("ps", "-q", "--format", "{{.Names}}")
+    assert len(quiet.stdout.strip()) == 12
+    assert "WARNING: Ignoring custom format, because both --format and --quiet are set." in quiet.stderr

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["MISSING", "Struct", "Template", "TemplateError", "document", "go_json", "go_print", "go_quote",
-           "human_duration", "parse", "render_documents", "render_rows", "tabwriter"]
+           "parse", "render_documents", "render_rows", "tabwriter"]
 
 
 class TemplateError(TerminalError):
@@ -1228,34 +1228,3 @@ def tabwriter(text: str, *, minwidth: int = 10, padding: int = 3) -> str:
 
     fmt(0, len(lines), [])
     return "\n".join(out)
-
-
-# -- docker's words for times ----------------------------------------------------------------------
-
-def human_duration(seconds: float) -> str:
-    """go-units' HumanDuration, which docker's CREATED, RunningFor and CreatedSince say:
-    "Less than a second", "5 seconds", "About a minute", "3 hours", "2 days", "3 weeks", ..."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)       # math.Round: halves away from zero
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"

@@ -103,20 +103,34 @@ def _parse(ts: str | None) -> datetime | None:
         return None
 
 
-def _human(seconds: float) -> str:
+def human_duration(seconds: float) -> str:
+    """go-units' HumanDuration, which docker says for every age (ps CREATED and STATUS,
+    images CREATED, RunningFor, CreatedSince; one home):
+    "Less than a second", "5 seconds", "About a minute", "3 hours", "2 days", "3 weeks", ..."""
     s = int(seconds)
     if s < 1:
         return "Less than a second"
+    if s == 1:
+        return "1 second"
     if s < 60:
-        return f"{s} second{'s' if s != 1 else ''}"
-    if s < 3600:
-        m = s // 60
-        return "About a minute" if m == 1 else f"{m} minutes"
-    if s < 48 * 3600:
-        h = round(s / 3600)
-        return "About an hour" if h == 1 else f"{h} hours"
-    d = s // 86400
-    return f"{d} days"
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)       # math.Round: halves away from zero
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def ago(ts: str | None, now: datetime | None = None) -> str:
@@ -124,7 +138,7 @@ def ago(ts: str | None, now: datetime | None = None) -> str:
     t = _parse(ts)
     if t is None:
         return ""
-    return _human(((now or utcnow()) - t).total_seconds()) + " ago"
+    return human_duration(((now or utcnow()) - t).total_seconds()) + " ago"
 
 
 def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
@@ -135,7 +149,7 @@ def status_text(st: Mapping[str, Any], now: datetime | None = None) -> str:
     status = str(st["status"])
     if status in ("running", "paused"):
         started = _parse(st.get("started_at"))
-        text = "Up " + (_human((now - started).total_seconds()) if started else "")
+        text = "Up " + (human_duration((now - started).total_seconds()) if started else "")
         if status == "paused":                  # before health, as Docker says it
             text += " (Paused)"
         elif st.get("health"):
@@ -223,9 +237,7 @@ def go_timestamp(ts: str | None) -> str:
 
 
 def _since(seconds: int | None, now: float) -> str:
-    from reconciler import gotemplate
-
-    return "" if seconds is None else gotemplate.human_duration(now - seconds) + " ago"
+    return "" if seconds is None else human_duration(now - seconds) + " ago"
 
 
 def displayable_ports(text: str) -> str:
@@ -384,13 +396,7 @@ def _image_ago(created: str | None, now: float) -> str:
     t = _parse(created)
     if t is None:
         return "N/A"
-    s = max(0, int(now - t.timestamp()))
-    for unit, secs in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400),
-                       ("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= secs:
-            n = s // secs
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "Less than a second ago" if s < 1 else f"{s} seconds ago"
+    return human_duration(max(0.0, now - t.timestamp())) + " ago"
 
 
 def _size(n: int, precision: int = 3) -> str:

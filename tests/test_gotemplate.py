@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import gotemplate
+from reconciler import gotemplate, listing
 from reconciler.gotemplate import TemplateError
 
 # the part of a `docker inspect` document the templates below read
@@ -153,7 +153,20 @@ def test_inspect_documents_and_json() -> None:
     (800 * 86400, "2 years"),
 ])
 def test_durations_in_docker_words(seconds: float, words: str) -> None:
-    assert gotemplate.human_duration(seconds) == words
+    assert listing.human_duration(seconds) == words
+
+
+def test_every_age_the_cli_prints_is_in_the_same_words() -> None:
+    """ps CREATED and STATUS, images CREATED and the templates' ages are one rule: ps said
+    "21 days ago" and images "1 week ago" where docker says "3 weeks ago" and "10 days ago"."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    three_weeks, ten_days = ((now - timedelta(days=d)).isoformat() for d in (21, 10))
+    assert listing.ago(three_weeks, now) == "3 weeks ago"
+    assert listing.status_text({"status": "running", "started_at": three_weeks}, now) == "Up 3 weeks"
+    assert listing._image_ago(ten_days, now.timestamp()) == "10 days ago"
+    assert listing._image_ago(three_weeks, now.timestamp()) == "3 weeks ago"
 
 
 def test_go_quote_and_print() -> None:

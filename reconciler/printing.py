@@ -1,6 +1,6 @@
 """How data is printed as text: a docker-style table, pretty JSON, YAML of the same data.
 
-    print_table(rows, columns)      left-aligned columns, three spaces apart, like `docker ps`
+    print_table(rows, columns)      left-aligned columns laid out as `docker ps` lays them out
     print_json(data)                pretty, stable JSON (sorted keys)
     print_yaml(data)                the JSON form of `data` as YAML (block style, sorted keys)
     print_data(data, fmt)           JSON or YAML
@@ -48,17 +48,23 @@ def print_data(data: Any, fmt: str, *, file: TextIO | None = None) -> None:
     (print_yaml if fmt == "yaml" else print_json)(data, file=file)
 
 
+_MINWIDTH, _PADDING = 10, 3      # Go's tabwriter as docker's formatter and kubectl's printers set it
+
+
 def print_table(
     rows: Iterable[Mapping[str, Any]],
     columns: Sequence[tuple[str, str]],
     *,
     file: TextIO | None = None,
 ) -> None:
-    """Columns as (HEADER, key); left-aligned, three spaces apart, like `docker ps`."""
+    """Columns as (HEADER, key), laid out as docker's and kubectl's tables are (Go's tabwriter,
+    minimum width 10, padding 3: a column is its widest cell and three spaces, at least ten
+    characters; the last one is not padded), so `reconcile ps` lines up as `docker ps` does.
+    (A `--format` table is laid out by `gotemplate.tabwriter`, the same rule for any cells.)"""
     out = file or sys.stdout
     cells = [[h for h, _ in columns]]
     cells += [["" if r.get(k) is None else str(r.get(k)) for _, k in columns] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    widths = [max(_MINWIDTH, max(len(row[i]) for row in cells) + _PADDING) for i in range(len(columns))]
     for row in cells:
-        line = "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        line = "".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
         out.write(line + "\n")

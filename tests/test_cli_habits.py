@@ -91,6 +91,20 @@ def test_quiet_lists_of_nothing_print_nothing_as_dockers(
     assert capfd.readouterr().out == ""
 
 
+@pytest.mark.parametrize(("argv", "header"), [
+    (["ps"], "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES"),
+    (["images"], "REPOSITORY   TAG       IMAGE ID   CREATED   SIZE"),
+    (["volume", "ls"], "DRIVER    VOLUME NAME"),
+])
+def test_tables_are_laid_out_as_dockers(
+        tmp_path: Path, argv: list[str], header: str, capfd: pytest.CaptureFixture[str]) -> None:
+    """Go's tabwriter as docker sets it (each column at least ten characters): `reconcile ps` of
+    nothing printed `CONTAINER ID   IMAGE   COMMAND ...` where `docker ps` prints these."""
+    root, run_dir = tmp_path / "no-engine-yet", tmp_path / "run"
+    assert main([*argv, "--root", str(root), "--run-dir", str(run_dir), "--name-prefix", "rtnone"]) == 0
+    assert capfd.readouterr().out == header + "\n"
+
+
 @pytest.mark.parametrize("argv", [["network", "inspect", "x"], ["volume", "inspect", "x"]])
 def test_inspecting_on_a_root_with_no_engine_finds_nothing_and_creates_nothing(
         tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

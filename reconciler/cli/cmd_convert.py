@@ -32,8 +32,6 @@ def register(subparsers: Any) -> None:
     from reconciler.cli import options, output
 
     options.add_compose_flags(parser)
-    parser.add_argument("--profile", dest="profiles", action="append", metavar="PROFILE",
-                        help="enable the services of this profile; repeat for several (default: COMPOSE_PROFILES)")
     options.add_target_flag(parser)
     output.add_output_flag(parser, table=False, default="yaml")
     parser.set_defaults(run=run)
@@ -43,14 +41,13 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from reconciler import spec
-    from reconciler._dataclass import replace
     from reconciler.cli import options, output
     from reconciler.spec import composefiles
 
     if args.directory is None and not args.files:
         args.directory = "."
     directory, compose = options.compose_source(args, "directory", "DIR")
-    opts = replace(compose or spec.ComposeOptions(), profiles=tuple(args.profiles) if args.profiles else None)
+    opts = compose or spec.ComposeOptions()
     try:
         # loaded as apply loads it for that runtime: on Swarm a scaled service is one service, not
         # a single host's numbered containers (whose checks, one host port for all, do not hold)

@@ -95,8 +95,8 @@ DECRYPTION: tuple[tuple[str, ...], str, dict[str, Any]] = (("--sops-age-key-file
             "gpg's keyring ($GNUPGHOME)"})
 
 
-# compose's -f, -p and --project-directory, described once for validate, diff, apply (and its fast
-# path: cmd_apply.SPEC) and convert: add_argument's keywords
+# compose's -f, -p, --project-directory and --profile, described once for validate, diff, apply (and
+# its fast path: cmd_apply.SPEC) and convert: add_argument's keywords
 COMPOSE: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
     (("-f", "--file"), "files", {
         "action": "append", "default": [], "metavar": "FILE",
@@ -111,12 +111,17 @@ COMPOSE: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
         "default": None, "metavar": "DIR",
         "help": "with -f: the project directory (relative paths and .env start there; default: the first "
                 "file's directory)"}),
+    (("--profile",), "profiles", {
+        "action": "append", "default": [], "metavar": "PROFILE",
+        "help": "enable the services of this compose profile; repeat for several, * for all (default: "
+                "COMPOSE_PROFILES, the shell's or the project's .env's); services without profiles always run"}),
 )
 
 
 def add_compose_flags(parser: argparse.ArgumentParser) -> None:
-    """-f FILE (repeatable), -p NAME, --project-directory DIR: a compose project read as
-    `docker compose -f ... -p ...` reads it (validate, diff, apply, convert)."""
+    """-f FILE (repeatable), -p NAME, --project-directory DIR, --profile NAME (repeatable): a
+    compose project read as `docker compose -f ... -p ... --profile ...` reads it (validate,
+    diff, apply, convert)."""
     for flags, dest, keywords in COMPOSE:
         parser.add_argument(*flags, dest=dest, **keywords)
 
@@ -125,12 +130,14 @@ def compose_source(args: argparse.Namespace, dest: str = "source", what: str = "
     """What to load, and the compose options it is read with (None: the defaults), from the
     positional `dest` and the compose flags: with -f, the files (the positional left out; the
     source is then the project directory, `composefiles.project_directory`, the one rule for
-    it); else the positional. TerminalError (exit 2) for a combination that says two things."""
+    it); else the positional. `--profile`s replace COMPOSE_PROFILES, as compose's do.
+    TerminalError (exit 2) for a combination that says two things."""
     from reconciler.errors import TerminalError
 
     source = getattr(args, dest, None)
     files = list(getattr(args, "files", None) or ())
     name, directory = getattr(args, "project_name", None), getattr(args, "project_directory", None)
+    profiles = tuple(getattr(args, "profiles", None) or ()) or None
     if not files:
         if directory is not None:
             raise TerminalError("--project-directory goes with -f (the project directory of the files named)",
@@ -138,7 +145,7 @@ def compose_source(args: argparse.Namespace, dest: str = "source", what: str = "
         if source is None:
             raise TerminalError(f"nothing to read: give {what} (a manifest file, a directory, or - for stdin), "
                                 "or compose files with -f FILE")
-        if name is None:
+        if name is None and profiles is None:
             return str(source), None
     elif source is not None:
         raise TerminalError(f"-f names the compose files, and {what} {source} names another place to read",
@@ -146,7 +153,7 @@ def compose_source(args: argparse.Namespace, dest: str = "source", what: str = "
                             f"--project-directory {source}")
     from reconciler.spec import composefiles
 
-    opts = composefiles.Options(files=tuple(files), project_name=name, project_directory=directory)
+    opts = composefiles.Options(files=tuple(files), project_name=name, project_directory=directory, profiles=profiles)
     return (composefiles.project_directory(opts, ".") if files else str(source)), opts
 
 

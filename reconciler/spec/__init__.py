@@ -166,6 +166,11 @@ def _load(
         raise SpecError([Problem(path, 0, 0, "", "", "", f"-p {compose_opts.project_name} names a compose project, "
                                  f"and this holds no compose file (one of {', '.join(composefiles.COMPOSE_FILES)}); "
                                  "leave -p out for manifests, or name the compose files with -f")])
+    elif compose_opts is not None and compose_opts.profiles and not compose_files:
+        raise SpecError([Problem(path, 0, 0, "", "", "", f"--profile {compose_opts.profiles[0]} enables services of a "
+                                 "compose project, and this holds no compose file (one of "
+                                 f"{', '.join(composefiles.COMPOSE_FILES)}); leave --profile out for manifests, or "
+                                 "name the compose files with -f")])
     root = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)) if path != "-" else os.getcwd()
     # the manifests' bases are real paths (reading.py), and so is the root they are placed from
     builder = building.Builder(problems, limits, root=os.path.realpath(root),
@@ -176,9 +181,10 @@ def _load(
     compose_problems = 0            # how many of `problems` the compose steps reported
     dropped: list[str] = []         # the compose keys whose values they took out
     location: dict[str, str] = {}   # a compose project's labels of where it is (not hashed)
+    profiles: tuple[str, ...] = ()  # its active profiles
     if compose_files:
-        project, docs, source_files, dropped, location = _compose(path, live, list(compose_files), compose_opts,
-                                                                  builder, warnings, policy)
+        project, docs, source_files, dropped, location, profiles = _compose(
+            path, live, list(compose_files), compose_opts, builder, warnings, policy)
         compose_problems = len(problems)
     else:
         sources = reading.read_source(path, problems, limits)
@@ -256,6 +262,7 @@ def _load(
         files=MappingProxyType(dict(builder.files)),    # what `reconcile rollback` keeps a copy of
         project=project,
         compose_files=tuple(source_files) if compose_files else (),
+        compose_profiles=profiles,
         warnings=tuple(str(w) for w in sorted(warnings, key=Problem.sort_key)),
         external_networks=external["Network"],
         external_volumes=external["Volume"],
@@ -265,12 +272,13 @@ def _load(
 def _compose(
     path: str, live: str | None, files: list[str], opts: ComposeOptions | None, builder: Any,
     warnings: list[Problem], policy: Policy | None,
-) -> tuple[str, list[Any], list[str], list[str], dict[str, str]]:
+) -> tuple[str, list[Any], list[str], list[str], dict[str, str], tuple[str, ...]]:
     """The native documents of the compose project at `path` (compose.py, compose_native.py),
-    the compose keys whose values a problem took out (`compose.Reader.dropped`), and the labels
+    the compose keys whose values a problem took out (`compose.Reader.dropped`), the labels
     that say where the project is (`compose_native.location_labels`, at `live` for a revision
-    copy: kept out of the documents, whose content makes the revision id). A project with
-    problems still gives its documents: the manifests' checks of them may find more."""
+    copy: kept out of the documents, whose content makes the revision id), and its active
+    profiles. A project with problems still gives its documents: the manifests' checks of them
+    may find more."""
     from reconciler.spec import compose, compose_native
 
     opts = opts or compose.Options()
@@ -291,7 +299,7 @@ def _compose(
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
     docs = compose_native.documents(model, rd, cluster=builder.cluster)
     return (model.name, docs, list(model.files), [compose.fmt(p) for p in rd.dropped],
-            compose_native.location_labels(model, live))
+            compose_native.location_labels(model, live), model.profiles)
 
 
 def _policy_environ(opts: ComposeOptions | None, policy: Policy) -> ComposeOptions | None:

@@ -88,6 +88,7 @@ class Model:
     data: Map                                   # the merged model (services, networks, volumes)
     services: list[str]                         # the services of the active profiles, sorted
     env: dict[str, str]                         # the interpolation environment (shell over .env)
+    profiles: tuple[str, ...] = ()              # the active profiles (--profile, else COMPOSE_PROFILES)
 
 
 # -- problems and files ------------------------------------------------------------------------
@@ -1321,4 +1322,5 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
         [p.strip() for p in env.get("COMPOSE_PROFILES", "").split(",") if p.strip()]
     active = _active(data, profiles)
     _consistency(data, active, rd)      # problems here still leave a model to translate
-    return Model(name=name, directory=directory, files=files, data=data, services=active, env=env)
+    return Model(name=name, directory=directory, files=files, data=data, services=active, env=env,
+                 profiles=tuple(dict.fromkeys(profiles)))

@@ -102,7 +102,7 @@ SERVICE_KEYS: dict[str, str] = {
                "`uid`, `gid`, `mode` (0400); a file sops encrypted is decrypted (docs/security.md)",
     "configs": "`secrets` too (a tmpfs file of the container's own, read-only): at `target` (`/<name>` by "
                "default), `mode` 0444 by default",
-    "profiles": "whether the service runs (`--profile`, `COMPOSE_PROFILES`)",
+    "profiles": "whether the service runs, as compose decides: a service without profiles always; one with profiles when one of them is active (`--profile` on `validate`, `convert`, `diff` and `apply`, else `COMPOSE_PROFILES` from the shell or `.env`; `*`: every profile); a dependency is not enabled by the service depending on it (an error, unless `required: false`); `reconcile rollback` re-applies a revision with the profiles it was applied with",
     "extends": "applied while loading (same file or another file)",
     "logging": "`logging` (`driver`, `options`): the Docker backend's LogConfig; the native engine keeps the output "
                "itself and honours `json-file`/`local` with `max-size`/`max-file` (it rotates that container's log so); "

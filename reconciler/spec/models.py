@@ -412,6 +412,7 @@ class DesiredState:
     files: Mapping[str, str] = field(default_factory=dict)  # referenced files (absolute) -> digest
     project: str = ""               # the compose project's name, when loaded from compose files
     compose_files: tuple[str, ...] = ()     # those compose files, in the order they merge (-f's, COMPOSE_FILE's)
+    compose_profiles: tuple[str, ...] = ()  # the profiles active in that project (--profile, COMPOSE_PROFILES)
     warnings: tuple[str, ...] = ()  # what loads but is not honoured ("file:line:col: field: message")
     # what the manifests place on other hosts than this one ("Container/web" -> why), when a
     # single host took its part (reconciler.spec.placement.select)

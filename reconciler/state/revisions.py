@@ -72,18 +72,23 @@ class Snapshot:
     #                                              copy loads under it, not under the copy's directory
     compose_files: tuple[str, ...] = ()          # its compose files relative to base, in the order they
     #                                              merged: the copy reads them as -f (whatever named them)
+    compose_profiles: tuple[str, ...] | None = None  # its active profiles (--profile, COMPOSE_PROFILES): the
+    #                                              copy loads with them, whatever the shell says then (None:
+    #                                              kept before they were recorded: COMPOSE_PROFILES decides)
 
     def to_json(self) -> dict[str, Any]:
         return {"revision": self.revision, "source": self.source, "base": self.base, "load": self.load,
                 "saved_at": self.saved_at, "rollback": self.rollback, "reason": self.reason,
                 "spec_hashes": dict(self.spec_hashes), "project": self.project,
-                "compose_files": list(self.compose_files)}
+                "compose_files": list(self.compose_files),
+                **({} if self.compose_profiles is None else {"compose_profiles": list(self.compose_profiles)})}
 
 
 def _load_copy(tree: Path, snap: Snapshot, decryption: Keys | None = None, cluster: bool = False) -> models.DesiredState:
     """The kept copy under `tree` loaded as the original was: a compose project under its own
     name, from the compose files it merged, in their order (as `-f` names them: those of `apply
-    -f`, of COMPOSE_FILE, or found by their names), in its project directory; its
+    -f`, of COMPOSE_FILE, or found by their names), in its project directory, with the profiles
+    that were active (`--profile` or COMPOSE_PROFILES then, not the shell's now); its
     SOPS-encrypted files (kept encrypted) decrypted again with `decryption`; replicas as one
     service each on a cluster (spec.load's `cluster`)."""
     path = tree / snap.load
@@ -91,7 +96,8 @@ def _load_copy(tree: Path, snap: Snapshot, decryption: Keys | None = None, clust
         files = tuple(str(tree / f) for f in snap.compose_files)
         directory = str(path if path.is_dir() else path.parent) if files else None
         return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project, files=files,
-                                                           project_directory=directory),
+                                                           project_directory=directory,
+                                                           profiles=snap.compose_profiles),
                          decryption=decryption, cluster=cluster)
     return spec.load(path, decryption=decryption, cluster=cluster)
 
@@ -131,7 +137,8 @@ class RevisionStore:
     def _build(self, desired: models.DesiredState, source: str, tmp: Path) -> Snapshot:
         hashes = _spec_hashes(desired)
         snap = Snapshot(revision=desired.revision, path=tmp, source=source, saved_at=time.time(),
-                        spec_hashes=hashes, project=desired.project)
+                        spec_hashes=hashes, project=desired.project,
+                        compose_profiles=desired.compose_profiles if desired.project else None)
         if source == "-":
             return dataclasses.replace(snap, reason="read from stdin: no copy kept; apply it again instead")
         built = sorted(n for n, i in desired.images.items() if i.build is not None)
@@ -181,7 +188,9 @@ class RevisionStore:
                         saved_at=float(doc.get("saved_at", 0.0)), rollback=bool(doc.get("rollback")),
                         reason=str(doc.get("reason", "")), spec_hashes=dict(doc.get("spec_hashes", {})),
                         project=str(doc.get("project", "")),
-                        compose_files=tuple(str(f) for f in doc.get("compose_files", ())))
+                        compose_files=tuple(str(f) for f in doc.get("compose_files", ())),
+                        compose_profiles=tuple(str(p) for p in doc["compose_profiles"])
+                        if isinstance(doc.get("compose_profiles"), list) else None)
 
     def kept(self) -> list[Snapshot]:
         """Every kept revision, newest first."""

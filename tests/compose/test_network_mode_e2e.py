@@ -7,13 +7,17 @@ teardown removes everything and fails the test if anything is left.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.host import Host
+from tests.helpers.ports import publish_port
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
 
@@ -134,3 +138,66 @@ def test_a_service_joining_one_without_a_network_shares_its_loopback_alone(
         rt.close()
     assert host.cli("diff", str(project)) == 0
     assert host.ids() == ids
+
+
+ON_HOST = """
+    name: hostjoin
+    services:
+      box:
+        image: {image}
+        command: sh -c 'mkdir -p /srv && echo onhost > /srv/index.html && exec httpd -f -p 127.0.0.1:{port} -h /srv'
+        network_mode: host
+        stop_grace_period: 1s
+      sidecar:
+        image: {image}
+        command: ["sleep", "3600"]
+        network_mode: service:box
+        stop_grace_period: 1s
+    """
+
+
+def test_a_service_joining_one_on_the_host_network_is_on_the_host_network(
+    tmp_path: Path, host: Host, busybox_image: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`network_mode: service:box` where box has `network_mode: host`: Docker runs it (the
+    sidecar joins box's namespace, the host's: the host's links and name, box's hosts file), and
+    so does docker-compose; the native engine refused it ("box has no network namespace of its
+    own to join")."""
+    for var in ("COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    port = publish_port()
+    project = tmp_path / "hostjoin"
+    project.mkdir()
+    (project / "compose.yaml").write_text(textwrap.dedent(ON_HOST.format(image=busybox_image, port=port)))
+    # a link of the test's own in the host's namespace: the sidecar sees it if it is there too
+    mark, peer = f"{host.config.name_prefix}hj0", f"{host.config.name_prefix}hj1"
+    subprocess.run(["ip", "link", "add", mark, "type", "veth", "peer", "name", peer], check=True)
+    try:
+        assert host.cli("apply", str(project)) == 0
+        rt = host.runtime()
+        try:
+            def run(container: str, *argv: str) -> str:
+                res = rt.exec(container, list(argv))
+                assert res.exit_code == 0, (container, argv, res.stderr)
+                return res.stdout.decode().strip()
+
+            assert {mark, peer, "lo"} <= set(run("hostjoin-sidecar-1", "ls", "/sys/class/net").split())
+            assert run("hostjoin-sidecar-1", "hostname") == os.uname().nodename
+            assert run("hostjoin-sidecar-1", "cat", "/etc/hosts") == run("hostjoin-box-1", "cat", "/etc/hosts")
+        finally:
+            rt.close()
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"onhost\n"
+        deadline = time.monotonic() + 15
+        rt = host.runtime()
+        try:
+            while True:         # box's server on the host's loopback, which is the sidecar's
+                res = rt.exec("hostjoin-sidecar-1", ["timeout", "3", "wget", "-qO-", f"http://127.0.0.1:{port}/"])
+                if (res.exit_code, res.stdout) == (0, b"onhost\n"):
+                    break
+                assert time.monotonic() < deadline, (res.exit_code, res.stdout, res.stderr)
+                time.sleep(0.2)
+        finally:
+            rt.close()
+        assert host.cli("diff", str(project)) == 0
+    finally:
+        subprocess.run(["ip", "link", "del", mark], check=True)

@@ -527,18 +527,23 @@ class ContainerManager(records.RecordStore):
         return dataclasses.replace(config, networks=(f"container:{target.id}",), hostname=target.hostname,
                                    domainname=target.config.domainname)
 
-    def _joined(self, name: str, target: str, ports: Sequence[base.PortMapping]) -> tuple[str, Path, Path]:
+    def _joined(self, name: str, target: str, ports: Sequence[base.PortMapping]) -> tuple[str | None, Path, Path]:
         """The network namespace, hosts and resolv.conf of `target`, which container `name` joins
-        (`networks: [container:TARGET]`); the joiner owns none of them, so its removal leaves them."""
+        (`networks: [container:TARGET]`); the joiner owns none of them, so its removal leaves them.
+        The namespace is None for a target on the host's network: the joiner is on it too, as
+        dockerd joins it there (the host's namespace is that container's), with its hosts file."""
         if ports:
             raise rterrors.InvalidArgument(f"container {name}: ports cannot be published on a container that joins "
                                            f"{target}'s network", hint=f"publish them on {target}")
         rec = self._load(target)
-        if not rec.netns_path and rec.config.networks != ("host",):
+        if rec.config.networks == ("host",):
+            own = self.paths(rec.id).dir
+            return None, own / "hosts", own / "resolv.conf"
+        if not rec.netns_path:
             # on no network (`none`): its namespace, with its loopback alone, is its process's
             own = self.paths(rec.id).dir
             return self._process_netns(name, rec), own / "hosts", own / "resolv.conf"
-        if not rec.netns_path or not os.path.exists(rec.netns_path):
+        if not os.path.exists(rec.netns_path):
             raise rterrors.InvalidArgument(f"container {name}: {target} has no network namespace of its own to join",
                                            hint=f"connect {target} to a network (and start it) first")
         hosts, resolv = self._network().files(rec.id)
@@ -564,7 +569,7 @@ class ContainerManager(records.RecordStore):
             return
         target = self._load(nets[0].removeprefix("container:"))
         if target.netns_path or target.config.networks == ("host",):
-            return                  # a namespace file of its own, which stays the same: named at create
+            return                  # a namespace file of its own, or the host's, which stays the same: named at create
         path = self._process_netns(rec.name, target)
         spec_path = self.paths(rec.id).config_json
         spec = json.loads(spec_path.read_text())
@@ -613,6 +618,7 @@ class ContainerManager(records.RecordStore):
         if join is not None:
             # compose's network_mode service:/container: -- the target's netns, hosts and resolv.conf
             join_netns, hosts_src, resolv_src = self._joined(name, join, ports)
+            host_network = join_netns is None       # the target's is the host's network
         elif networks not in (("none",), ("host",)) and (networks or self.network is not None):
             # () means the default network when bridge networking is plugged in, else none
             if self.network is None:

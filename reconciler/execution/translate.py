@@ -109,7 +109,8 @@ def network_config(n: models.Network | None, *, name: str, labels: Mapping[str, 
     if n is None:
         return base.NetworkConfig(name=name, labels=dict(labels))
     return base.NetworkConfig(name=name, subnet=n.subnet, gateway=n.gateway, internal=n.internal,
-                              mtu=n.mtu, labels=dict(labels), ipv6=n.ipv6, ipv6_subnet=n.ipv6_subnet)
+                              mtu=n.mtu, labels=dict(labels), ipv6=n.ipv6, ipv6_subnet=n.ipv6_subnet,
+                              driver_opts=dict(n.driver_opts))
 
 
 def volume_config(name: str, *, labels: Mapping[str, str], v: models.Volume | None = None) -> base.VolumeConfig:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:          # built when first named: see __getattr__ below
 __all__ = [
     "ANONYMOUS_VOLUME_LABEL",
     "HEALTH_DEFAULTS",
+    "OVERLAY_DRIVER_OPTIONS",
     "ArchiveTransfer",
     "AttachedStart",
     "Connecting",
@@ -510,6 +511,13 @@ if not TYPE_CHECKING:
             globals().update({n: getattr(basetypes, n) for n in _LATER})    # later lookups find them here
             return globals()[name]
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# The options of Swarm's overlay network driver that a Network's `driverOpts` may carry (moby's
+# libnetwork drivers/overlay: `encrypted`, IPsec between the nodes, and the VXLAN ids of its
+# subnets; the MTU is the Network's `mtu`). The driver ignores any other option without a word,
+# so one is refused where it is written instead (spec/building.py, spec/compose_native.py).
+OVERLAY_DRIVER_OPTIONS = ("encrypted", "com.docker.network.driver.overlay.vxlanid_list")
 
 
 def local_bind(driver: str, opts: Mapping[str, str]) -> str | None:

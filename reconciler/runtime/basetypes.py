@@ -107,6 +107,8 @@ class NetworkConfig:
     # Docker's Attachable, recorded and shown (`docker network create --attachable`): on one host
     # any container joins a bridge network, so the native engine does nothing more with it
     attachable: bool = False
+    # the overlay driver's options (base.OVERLAY_DRIVER_OPTIONS: `encrypted`, ...): Swarm's only
+    driver_opts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -258,11 +258,32 @@ class Builder:
         if net is not None and net.version == 6:
             self.report(d, ("spec", "subnet"), f"{subnet} is an IPv6 network; set ipv6: true and ipv6Subnet: {subnet}")
         dual = self.ipv6_fields(d, spec)
+        opts = self.network_driver_opts(d, spec)
         return models.Network(
             name=d.name, origin=self.origin(d),
-            spec_hash=hashing.spec_hash("Network", {**fields, **dual}, hashing.COMMON_EXCLUDED, {}),
-            **fields, **dual,
+            spec_hash=hashing.spec_hash("Network", {**fields, **dual, **opts}, hashing.COMMON_EXCLUDED, {}),
+            **fields, **dual, **opts,
         )
+
+    def network_driver_opts(self, d: _Doc, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """`driverOpts`, only when set (so they change no other network's hash): Swarm's overlay
+        driver's options, which it takes as they are written (`docker stack deploy` passes a
+        compose network's driver_opts so). One it does not know it would ignore without a word,
+        and a single host's network is a bridge, where none of them works: both are refused."""
+        from reconciler.runtime.base import OVERLAY_DRIVER_OPTIONS  # the engine's list, one home
+
+        opts = {str(k): str(v) for k, v in (spec.get("driverOpts") or {}).items()}
+        for key in opts:
+            if key == "com.docker.network.driver.mtu":
+                self.report(d, ("spec", "driverOpts", key), "the MTU is spec.mtu; set mtu: there", key=True)
+            elif key not in OVERLAY_DRIVER_OPTIONS:
+                self.report(d, ("spec", "driverOpts", key), f"{key!r} is not an option of Swarm's overlay driver, which "
+                            f"would ignore it; it takes {' and '.join(OVERLAY_DRIVER_OPTIONS)}: remove it", key=True)
+        if opts and self.engine in ("native", "docker"):
+            self.report(d, ("spec", "driverOpts"), f"driverOpts are Swarm's overlay driver's options, and a network "
+                        f"of --runtime {self.engine} is a bridge on one host, where they cannot work: converge with "
+                        "--runtime swarm, or remove them", key=True)
+        return {"driver_opts": opts} if opts else {}
 
     def ipv6_fields(self, d: _Doc, spec: Mapping[str, Any]) -> dict[str, Any]:
         """`ipv6` and `ipv6Subnet`, only when set (so they change no IPv4 network's hash)."""

@@ -146,7 +146,7 @@ NETWORK_KEYS: dict[str, tuple[str, str]] = {
     "driver": ("supported", "`bridge` (the default), and `overlay`, Swarm's: on `--runtime swarm` every Network is an overlay network, and on one host an `overlay` network is a bridge, with a warning; other drivers are errors"),
     "internal": ("supported", "`internal`"),
     "ipam": ("supported", "one IPv4 `config` entry's `subnet` and `gateway`, and one IPv6 entry's `subnet` (`ipv6Subnet`, with `enable_ipv6`); other IPAM settings are errors"),
-    "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; other options are errors"),
+    "driver_opts": ("supported", "`com.docker.network.driver.mtu` is `mtu`; the overlay driver's `encrypted` and `com.docker.network.driver.overlay.vxlanid_list` are the Network's `driverOpts` on Swarm (`--runtime swarm`), passed as written, as `docker stack deploy` passes them (on one host, with `driver: overlay`, a warning: the network is a bridge, its traffic stays on the host); other options are errors (the driver would ignore them)"),
     "attachable": ("supported", "on Swarm every Network is an attachable overlay network (standalone containers may join it): `true` says so, `false` is a warning; on one host a warning: no effect, any container of the project can join"),
     "external": ("supported", "a Network with `external: true` named `name` (or the key): used, never created or pruned; converging fails while it is missing"),
     "enable_ipv6": ("supported", "`ipv6`: dual stack, an IPv6 /64 from the ULA pool unless `ipam` gives one"),
@@ -348,7 +348,7 @@ class _Translator:
                 if value is False:
                     self.error(here, not_supported("networks without IPv4"))
             elif opt == "driver_opts":
-                self.driver_opts(value, here, spec, doc)
+                self.driver_opts(value, here, spec, doc, cfg.get("driver"))
             elif opt == "ipam":
                 self.ipam(value, here, spec, doc)
             else:
@@ -360,16 +360,38 @@ class _Translator:
         doc.came(("metadata", "labels"), (*path, "labels") if "labels" in cfg else path)
         self.docs.append(doc)
 
-    def driver_opts(self, opts: Any, path: Path_, spec: dict[str, Any], doc: _Doc) -> None:
+    def driver_opts(self, opts: Any, path: Path_, spec: dict[str, Any], doc: _Doc, driver: Any) -> None:
+        """The MTU (`mtu`), and on Swarm the overlay driver's own options, passed as written
+        (`driverOpts`), as docker stack deploy passes them; on one host an overlay network is a
+        bridge, whose traffic stays on the host: they are a warning there. Any other option is
+        an error: the driver would ignore it without a word."""
+        from reconciler.runtime.base import OVERLAY_DRIVER_OPTIONS  # the engine's list, one home
+
+        overlay = driver == "overlay" or (self.cluster and driver in (None, "default"))
         for opt, value in (opts or {}).items():
+            here = (*path, opt)
             if opt == "com.docker.network.driver.mtu":
                 try:
                     spec["mtu"] = int(value)
                 except (TypeError, ValueError):
-                    self.error((*path, opt), f"{value!r} is not an MTU (a number like 1450)")
-                doc.came(("spec", "mtu"), (*path, opt))
+                    self.error(here, f"{value!r} is not an MTU (a number like 1450)")
+                doc.came(("spec", "mtu"), here)
+            elif opt in OVERLAY_DRIVER_OPTIONS and overlay and self.cluster:
+                spec.setdefault("driverOpts", {})[str(opt)] = str(value)
+                doc.came(("spec", "driverOpts", str(opt)), here)
+            elif opt in OVERLAY_DRIVER_OPTIONS and overlay:
+                self.warn(here, f"{opt} has no effect on one host: the overlay network is a bridge here, whose "
+                          "traffic stays on the host (--runtime swarm passes it to Swarm's overlay driver)", key=True)
+            elif opt in OVERLAY_DRIVER_OPTIONS:
+                self.error(here, f"{opt} is an option of Swarm's overlay driver, and this network's driver is "
+                           f"{driver or 'bridge'}: set driver: overlay and deploy with --runtime swarm, or remove "
+                           "it", key=True)
+            elif self.cluster:
+                self.error(here, f"{opt!r} is not an option of Swarm's overlay driver, which would ignore it; it takes "
+                           f"{', '.join(OVERLAY_DRIVER_OPTIONS)} and com.docker.network.driver.mtu: remove it", key=True)
             else:
-                self.error((*path, opt), not_supported(f"the network driver option {opt!r}", "only com.docker.network.driver.mtu is, remove it"), key=True)
+                self.error(here, not_supported(f"the network driver option {opt!r}", "only com.docker.network.driver.mtu "
+                                               "is (and on Swarm the overlay driver's options), remove it"), key=True)
 
     def ipam(self, ipam: Map, path: Path_, spec: dict[str, Any], doc: _Doc) -> None:
         for opt, value in ipam.items():

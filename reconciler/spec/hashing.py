@@ -43,7 +43,7 @@ entry's `priority` is hashed as what it does: the order of `networks` (so one th
 changes no hash).
 
 Image: everything but `pull` and `track` (policies), plus the Dockerfile's content.
-Network: subnet, gateway, internal, mtu, labels, and ipv6 and its subnet only when set. Volume: labels only (`deletion_policy` is
+Network: subnet, gateway, internal, mtu, labels, and ipv6 and its subnet, and driver_opts, only when set. Volume: labels only (`deletion_policy` is
 a prune policy, so changing it never recreates a volume).
 """
 

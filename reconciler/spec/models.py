@@ -384,6 +384,7 @@ class Network:
     spec_hash: str
     ipv6: bool = False              # dual stack
     ipv6_subnet: str | None = None  # IPv6 CIDR; None = a /64 of the ULA pool
+    driver_opts: Mapping[str, str] = field(default_factory=dict)   # spec.driverOpts: Swarm's overlay driver's
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from reconciler import spec
 
 
@@ -102,3 +104,84 @@ def test_a_stack_files_deploy_keys_load_on_a_cluster_and_warn_on_one_host(tmp_pa
     assert plain.warnings[-1].endswith("networks.front.attachable: has no effect: every network can be joined by the "
                                        "project's containers"), plain.warnings
     assert host.containers["shop-web-1"].spec_hash == plain.containers["shop-web-1"].spec_hash
+
+
+ENCRYPTED = """
+    name: shop
+    services:
+      web: {image: "busybox:1", networks: [secure, plain]}
+    networks:
+      secure:
+        driver: overlay
+        driver_opts: {encrypted: "true", com.docker.network.driver.overlay.vxlanid_list: "4242"}
+      plain: {}
+    """
+
+
+def test_an_overlay_networks_driver_opts_load_on_a_cluster_and_warn_on_one_host(tmp_path: Path) -> None:
+    """The overlay driver's options were refused everywhere ("not supported yet: the network
+    driver option 'encrypted'"); docker stack deploy passes them. On a cluster they are the
+    Network's driverOpts (part of its hash: a network without them hashes as before); on one
+    host the overlay network is a bridge, and they are a warning naming file, line and key."""
+    cluster = _load(tmp_path, ENCRYPTED, cluster=True)
+    secure, plain = cluster.networks["shop_secure"], cluster.networks["shop_plain"]
+    assert dict(secure.driver_opts) == {"encrypted": "true", "com.docker.network.driver.overlay.vxlanid_list": "4242"}
+    assert dict(plain.driver_opts) == {}
+    bare = _load(tmp_path, ENCRYPTED.replace('encrypted: "true", ', ""), cluster=True).networks["shop_secure"]
+    assert bare.spec_hash != secure.spec_hash
+    assert _load(tmp_path, ENCRYPTED, cluster=True).networks["shop_plain"].spec_hash == plain.spec_hash
+
+    host = _load(tmp_path, ENCRYPTED, cluster=False)
+    assert dict(host.networks["shop_secure"].driver_opts) == {}
+    assert [w for w in host.warnings if "driver_opts" in w] == [
+        f"{tmp_path}/compose.yaml:8:19: networks.secure.driver_opts.encrypted: encrypted has no effect on one host: "
+        "the overlay network is a bridge here, whose traffic stays on the host (--runtime swarm passes it to "
+        "Swarm's overlay driver)",
+        f"{tmp_path}/compose.yaml:8:38: networks.secure.driver_opts.com.docker.network.driver.overlay.vxlanid_list: "
+        "com.docker.network.driver.overlay.vxlanid_list has no effect on one host: the overlay network is a bridge "
+        "here, whose traffic stays on the host (--runtime swarm passes it to Swarm's overlay driver)"]
+
+
+def test_a_networks_driver_opts_that_cannot_work_are_refused_naming_the_key(tmp_path: Path) -> None:
+    """What the overlay driver does not know it ignores (docker stack deploy says nothing): an
+    error here; `encrypted` on a bridge network of one host, and a manifest's driverOpts for a
+    single host's engine, cannot work either."""
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""
+        name: shop
+        services:
+          web: {image: "busybox:1", networks: [plain]}
+        networks:
+          plain:
+            driver_opts: {encrypted: "", com.docker.network.bridge.name: br0}
+        """))
+    for cluster, expected in ((True, [
+        "compose.yaml:7:34: networks.plain.driver_opts.com.docker.network.bridge.name: "
+        "'com.docker.network.bridge.name' is not an option of Swarm's overlay driver, which would ignore it; it "
+        "takes encrypted, com.docker.network.driver.overlay.vxlanid_list and com.docker.network.driver.mtu: remove it"]), (
+        False, [
+            "compose.yaml:7:19: networks.plain.driver_opts.encrypted: encrypted is an option of Swarm's overlay "
+            "driver, and this network's driver is bridge: set driver: overlay and deploy with --runtime swarm, or "
+            "remove it",
+            "compose.yaml:7:34: networks.plain.driver_opts.com.docker.network.bridge.name: not supported yet: the "
+            "network driver option 'com.docker.network.bridge.name'; only com.docker.network.driver.mtu is (and on "
+            "Swarm the overlay driver's options), remove it"])):
+        with pytest.raises(spec.SpecError) as exc:
+            spec.load(tmp_path, cluster=cluster, engine="swarm" if cluster else None)
+        assert [str(p).removeprefix(f"{tmp_path}/") for p in exc.value.problems] == expected
+
+    manifest = tmp_path / "m"
+    manifest.mkdir()
+    (manifest / "n.yaml").write_text(textwrap.dedent("""
+        apiVersion: reconciler/v1
+        kind: Network
+        metadata: {name: secure}
+        spec:
+          driverOpts: {encrypted: ""}
+        """))
+    assert dict(spec.load(manifest, cluster=True, engine="swarm").networks["secure"].driver_opts) == {"encrypted": ""}
+    with pytest.raises(spec.SpecError) as refused:
+        spec.load(manifest, engine="native")
+    assert [str(p).removeprefix(f"{manifest}/") for p in refused.value.problems] == [
+        "n.yaml:6:3: Network/secure: spec.driverOpts: driverOpts are Swarm's overlay driver's options, and a "
+        "network of --runtime native is a bridge on one host, where they cannot work: converge with --runtime "
+        "swarm, or remove them"]

@@ -203,3 +203,70 @@ def test_diff_of_a_service_whose_copies_restart_is_converging_not_in_sync(
     out = capsys.readouterr().out
     assert f"note: container:{p}_crash is converging, not drift: 0 of 1 copies of its current spec running" in out, out
     assert out.strip().endswith("not in sync: 1 converging"), out
+
+
+def _remove_stack(swarm: Scope, stack: str) -> None:
+    """`docker stack rm` of a stack made for comparison, waiting until its services and networks are gone."""
+    swarm.daemon.docker("stack", "rm", stack, check=False)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and swarm.rt.api.service_list({"com.docker.stack.namespace": stack}):
+        time.sleep(0.5)
+    while time.monotonic() < deadline and swarm.rt.api.network_list({"com.docker.stack.namespace": stack}):
+        swarm.daemon.docker("stack", "rm", stack, check=False)
+        time.sleep(0.5)
+
+
+def test_an_overlay_networks_driver_opts_reach_swarm_as_docker_stack_deploy_passes_them(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`driver_opts: {encrypted: "true"}` on an overlay network was refused ("not supported yet:
+    the network driver option 'encrypted'"); docker stack deploy passes it to the overlay driver
+    (IPsec between the nodes). Now the network has the option as docker stack deploy's has it,
+    and the service on it runs. An option the overlay driver does not know is refused, naming
+    the file, line and key: Swarm would ignore it without a word."""
+    p = swarm.owner
+    stack = f"{p}st"
+    project = tmp_path / p
+    write(project, "compose.yaml", f"""
+        services:
+          web:
+            image: {busybox_image}
+            command: [sleep, "3600"]
+            stop_grace_period: 1s
+            networks: [secure]
+        networks:
+          secure:
+            driver: overlay
+            driver_opts:
+              encrypted: "true"
+        """)
+    try:
+        deployed = swarm.daemon.docker("stack", "deploy", "-c", str(project / "compose.yaml"), stack)
+        assert deployed.returncode == 0, deployed.stderr
+        theirs = swarm.rt.api.network_inspect(f"{stack}_secure", scope="swarm")
+    finally:
+        _remove_stack(swarm, stack)
+    assert theirs["Options"]["encrypted"] == "true"
+
+    assert cli(swarm, "apply", str(project)) == 0, capsys.readouterr()
+    ours = swarm.rt.api.network_inspect(f"{p}_secure", scope="swarm")
+    assert (ours["Driver"], ours["Options"]["encrypted"]) == ("overlay", "true")
+    assert len(running_tasks(swarm, f"{p}_web")) == 1
+    capsys.readouterr()
+    assert cli(swarm, "diff", str(project)) == 0
+    capsys.readouterr()
+
+    write(project, "compose.yaml", """
+        services:
+          web: {image: busybox, networks: [secure]}
+        networks:
+          secure:
+            driver: overlay
+            driver_opts: {encrypted: "true", com.docker.network.bridge.name: br0}
+        """)
+    assert cli(swarm, "diff", str(project)) == 2
+    out = capsys.readouterr()
+    assert (out.out + out.err).splitlines()[1] == (
+        f"{project}/compose.yaml:6:38: networks.secure.driver_opts.com.docker.network.bridge.name: "
+        "'com.docker.network.bridge.name' is not an option of Swarm's overlay driver, which would ignore it; it "
+        "takes encrypted, com.docker.network.driver.overlay.vxlanid_list and com.docker.network.driver.mtu: remove it")

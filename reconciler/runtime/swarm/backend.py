@@ -488,7 +488,9 @@ class SwarmRuntime:
         return self._local.list_networks(selector)
 
     def ensure_network(self, config: base.NetworkConfig) -> base.NetworkState:
-        """An attachable overlay network (standalone containers may join it too)."""
+        """An attachable overlay network (standalone containers may join it too), with the overlay
+        driver's options of `config` (`encrypted`, ...) as written, as docker stack deploy passes
+        a compose network's driver_opts."""
         try:
             return self._verify_network(config, self._network(config.name))
         except errors.NotFound:
@@ -501,7 +503,7 @@ class SwarmRuntime:
             ipam["Config"].append({"Subnet": config.ipv6_subnet or docker_backend.ula_subnet()})
         body = {"Name": config.name, "Driver": "overlay", "CheckDuplicate": True, "Attachable": True,
                 "Internal": config.internal, "IPAM": ipam, "Labels": dict(config.labels), "EnableIPv6": config.ipv6,
-                "Options": {"com.docker.network.driver.mtu": str(config.mtu)}}
+                "Options": {**config.driver_opts, "com.docker.network.driver.mtu": str(config.mtu)}}
         try:
             self.api.network_create(body)
         except (errors.AlreadyExists, errors.Conflict):
@@ -521,7 +523,14 @@ class SwarmRuntime:
             self._sleep(self._poll)
 
     def _verify_network(self, config: base.NetworkConfig, attrs: Mapping[str, Any]) -> base.NetworkState:
-        return docker_backend.verify_network(config, attrs, driver="overlay", gateway=False)
+        state = docker_backend.verify_network(config, attrs, driver="overlay", gateway=False)
+        options = attrs.get("Options") or {}
+        lacking = sorted(k for k in config.driver_opts if k not in options)
+        if lacking:     # (their values are the manager's to normalise: a VXLAN id list, say)
+            raise errors.Conflict(
+                f"network {config.name} exists with a different configuration: driver options lack "
+                f"{', '.join(lacking)}", hint=f"remove it (`docker network rm {config.name}`) so it can be re-created")
+        return state
 
     def remove_network(self, name: str) -> None:
         """Remove the network; return once the manager no longer lists it (its node lets go of

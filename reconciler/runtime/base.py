@@ -318,7 +318,7 @@ class ContainerConfig:
     job: bool = False
     # a Swarm service's own settings (single hosts: unused): how a failed update is rolled back
     # (None: as `update`, failing to pause), labels of the service alone (not its copies'), and
-    # how its name resolves ("vip" | "dnsrr"; None: dnsrr, vip with an ingress port)
+    # how its name resolves ("vip" | "dnsrr"; None: vip, Swarm's and docker stack deploy's default)
     rollback: UpdateConfig | None = None
     service_labels: Mapping[str, str] = field(default_factory=dict)
     endpoint_mode: str | None = None

@@ -312,7 +312,7 @@ class Container:
     # spec hash: the planner compares them with the service's own, `PlanOptions.service_settings`)
     rollback: RollbackPolicy | None = field(default=None, metadata={"omit_empty": True})
     service_labels: Mapping[str, str] = field(default_factory=dict, metadata={"omit_empty": True})
-    endpoint_mode: EndpointMode | None = field(default=None, metadata={"omit_empty": True})   # None: dnsrr (vip with ingress)
+    endpoint_mode: EndpointMode | None = field(default=None, metadata={"omit_empty": True})   # None: vip (Swarm's default)
     restart_delay: float | None = field(default=None, metadata={"omit_empty": True})  # seconds; None: Swarm's 5 s
     restart_window: float | None = field(default=None, metadata={"omit_empty": True})  # seconds; None: unbounded
     # labels that say where the manifests are read from, not what runs: stamped on the container

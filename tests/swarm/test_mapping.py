@@ -68,7 +68,7 @@ def test_a_container_config_as_a_service_spec() -> None:
                          "FailureAction": "pause", "Monitor": 2 * NS},
         "RollbackConfig": {"Parallelism": 1, "Order": "stop-first", "MaxFailureRatio": 0,
                            "FailureAction": "pause", "Monitor": 2 * NS},
-        "EndpointSpec": {"Mode": "dnsrr", "Ports": [
+        "EndpointSpec": {"Mode": "vip", "Ports": [
             {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "host"},
             {"Protocol": "udp", "TargetPort": 53, "PublishedPort": 5353, "PublishMode": "host"}]},
     }
@@ -140,8 +140,9 @@ def test_dnsrr_beside_an_ingress_port_is_refused_and_vip_is_kept() -> None:
         "spec.endpointMode: dnsrr gives the service no virtual IP, which Swarm's routing mesh needs for spec.ports[0] "
         "(mode: ingress); use vip, or publish the port in host mode"]
     assert services.service_spec(replace(mesh, endpoint_mode="vip"))["EndpointSpec"]["Mode"] == "vip"
-    assert services.service_spec(replace(BASE, endpoint_mode="vip"))["EndpointSpec"]["Mode"] == "vip"
-    assert services.service_spec(BASE)["EndpointSpec"]["Mode"] == "dnsrr"
+    assert services.service_spec(replace(BASE, endpoint_mode="dnsrr"))["EndpointSpec"]["Mode"] == "dnsrr"
+    # none asked: vip, as Swarm and docker stack deploy make a service (it was dnsrr)
+    assert services.service_spec(BASE)["EndpointSpec"]["Mode"] == "vip"
 
 
 def test_the_manifest_update_policy_reaches_the_service() -> None:
@@ -306,7 +307,7 @@ def test_the_long_form_of_a_port_says_ingress_and_the_short_form_hashes_as_befor
     assert spec["EndpointSpec"] == {"Mode": "vip", "Ports": [
         {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8081, "PublishMode": "ingress"}]}
     plain = services.service_spec(translate.container_config(web, name="web", labels={}))
-    assert plain["EndpointSpec"]["Mode"] == "dnsrr"
+    assert plain["EndpointSpec"]["Mode"] == "vip"
     assert plain["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
 
 
@@ -423,7 +424,7 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "rollback.order": ("start-first", ROLLBACK), "rollback.on_failure": ("continue", ROLLBACK),
     "rollback.monitor": (2.0, ROLLBACK), "rollback.parallelism": (0, ROLLBACK), "rollback.delay": (1.0, ROLLBACK),
     "rollback.max_failure_ratio": (0.5, ROLLBACK), "service_labels": ({"team": "shop"}, BASE),
-    "endpoint_mode": ("vip", BASE), "links": (("db:database",), BASE),
+    "endpoint_mode": ("dnsrr", BASE), "links": (("db:database",), BASE),
 }
 
 

@@ -270,3 +270,54 @@ def test_an_overlay_networks_driver_opts_reach_swarm_as_docker_stack_deploy_pass
         f"{project}/compose.yaml:6:38: networks.secure.driver_opts.com.docker.network.bridge.name: "
         "'com.docker.network.bridge.name' is not an option of Swarm's overlay driver, which would ignore it; it "
         "takes encrypted, com.docker.network.driver.overlay.vxlanid_list and com.docker.network.driver.mtu: remove it")
+
+
+def test_a_service_has_a_virtual_ip_as_docker_stack_deploy_makes_it(
+    tmp_path: Path, swarm: Scope, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A service without deploy.endpoint_mode was made with dnsrr, where docker stack deploy (and
+    Swarm itself) makes it vip. Now it is vip; a service an older reconciler made dnsrr is
+    updated in place to vip (`diff` says so first), and Swarm replaces its copies then, once, as
+    for any change of the endpoint mode. endpoint_mode: dnsrr keeps dnsrr."""
+    p = swarm.owner
+    stack = f"{p}st"
+    project = tmp_path / p
+
+    def stack_file(mode: str = "") -> str:
+        return f"""
+            services:
+              web:
+                image: {busybox_image}
+                command: [sleep, "3600"]
+                stop_grace_period: 1s
+                deploy: {{replicas: 1{f", endpoint_mode: {mode}" if mode else ""}}}
+            """
+
+    write(project, "compose.yaml", stack_file())
+    try:
+        deployed = swarm.daemon.docker("stack", "deploy", "-c", str(project / "compose.yaml"), stack)
+        assert deployed.returncode == 0, deployed.stderr
+        theirs = swarm.rt.api.service_inspect(f"{stack}_web")["Spec"]["EndpointSpec"]["Mode"]
+    finally:
+        _remove_stack(swarm, stack)
+    assert theirs == "vip"
+    assert cli(swarm, "apply", str(project)) == 0
+    assert services(swarm)[f"{p}_web"]["Spec"]["EndpointSpec"]["Mode"] == "vip"
+    capsys.readouterr()
+
+    # made dnsrr (as an older reconciler made every service), then the default again: an upgrade
+    write(project, "compose.yaml", stack_file("dnsrr"))
+    assert cli(swarm, "apply", str(project)) == 0
+    assert services(swarm)[f"{p}_web"]["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+    (before,) = running_tasks(swarm, f"{p}_web")
+    capsys.readouterr()
+    write(project, "compose.yaml", stack_file())
+    assert cli(swarm, "diff", str(project)) == 1
+    assert f"container:{p}_web, update, service settings changed: endpoint-mode dnsrr -> vip" in \
+        capsys.readouterr().out
+    assert cli(swarm, "apply", str(project)) == 0
+    assert services(swarm)[f"{p}_web"]["Spec"]["EndpointSpec"]["Mode"] == "vip"
+    (after,) = running_tasks(swarm, f"{p}_web")
+    assert after["ID"] != before["ID"]              # Swarm replaced the copy: the upgrade's cost
+    capsys.readouterr()
+    assert cli(swarm, "diff", str(project)) == 0

@@ -50,6 +50,9 @@ def in_copy(s: Scope, service: str, *argv: str) -> str:
 
 
 def web_doc(s: Scope, image: str, *, port: int | None, env: str = "1", check: str = "true", replicas: int = 1) -> str:
+    """The web service, found by its name and alias through DNS round robin (`endpointMode:
+    dnsrr`): these machines' kernels have no IPVS, so the virtual IP a service has by default
+    would not route (docs/swarm.md)."""
     p = s.owner
     ports = f'ports: ["{port}:8080"]' if port else "ports: []"
     return f"""
@@ -62,6 +65,7 @@ def web_doc(s: Scope, image: str, *, port: int | None, env: str = "1", check: st
           env: {{V: "{env}"}}
           networks: [{p}-net]
           aliases: [{p}-www]
+          endpointMode: dnsrr
           {ports}
           volumes: ["{p}-data:/data"]
           restart: always

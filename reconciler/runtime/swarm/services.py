@@ -10,7 +10,9 @@ in docs/swarm.md; where Swarm has no equivalent the choice is noted here:
 - `restart: no` is Swarm's `none` (a copy that exits stays down), `always` and
   `unless-stopped` are `any` (a service cannot be stopped by hand);
 - ports are published in host mode (each copy on its own node, as on one host), or with
-  `mode: ingress` on Swarm's routing mesh (the service then has a virtual IP: `vip`);
+  `mode: ingress` on Swarm's routing mesh (which needs the service's virtual IP: `endpointMode:
+  dnsrr` is refused with it); a service has a virtual IP (`vip`) unless `endpointMode` says
+  dnsrr, as `docker stack deploy` makes it;
   `update.order: start-first` falls back to stop-first when a port is published (a new copy
   could not bind it beside the old one, as on one host);
 - a secret file (`spec.secrets`) is a Swarm secret, named by `secret_name` (the backend makes
@@ -396,9 +398,10 @@ def _update_config(config: base.ContainerConfig, *, rollback: bool) -> dict[str,
 
 
 def _endpoint_mode(config: base.ContainerConfig) -> str:
-    """The manifest's `endpointMode`; else dnsrr (no IPVS needed), or vip with an ingress port
-    (Swarm's routing mesh needs the virtual IP)."""
-    return config.endpoint_mode or ("vip" if any(p.ingress for p in config.ports) else "dnsrr")
+    """The manifest's `endpointMode`; else vip, Swarm's own default and `docker stack deploy`'s
+    (the service's name is a virtual IP that spreads connections over its copies; dnsrr, DNS
+    round robin over the copies' addresses, is asked for by name)."""
+    return config.endpoint_mode or "vip"
 
 
 def _restart_policy(config: base.ContainerConfig) -> dict[str, Any]:

@@ -46,7 +46,10 @@ Path_ = tuple[str | int, ...]
 SERVICE_KEYS: dict[str, str] = {
     "image": "`image` (a bare `name` is `name:latest`); with `build`, the Image's `ref`",
     "build": "an Image object `<project>-<service>`: `context`, `dockerfile` (`file`), `args`, `target`, `secrets` "
-             "(top-level secrets with `file:` or `environment:`, by name), `ssh` (`default` or `ID=SOCKET`), "
+             "(top-level secrets with `file:` or `environment:`: the short syntax names one, and that name is the id "
+             "the Dockerfile's `RUN --mount=type=secret,id=ID` uses; the long syntax names it by `source`, the id by "
+             "`target`, default the source, as docker compose passes them; one without `source` is an error saying "
+             "so, and `uid`, `gid`, `mode` a warning: the Dockerfile's mount sets them), `ssh` (`default` or `ID=SOCKET`), "
              "`entitlements` (`security.insecure`: `allow`); other build keys are errors",
     "pull_policy": "`missing`/`if_not_present` (the default); `always`/`never`: an Image object with that `pull`; `build` with `build:` (without one: an error saying to add it)",
     "command": "`args` (a string is split as a shell splits words)",
@@ -678,24 +681,40 @@ class _Service:
         self.put("image", obj, "build")
 
     def build_secrets(self, value: Seq, at: Path_, paths: dict[Path_, Path_]) -> list[dict[str, str]]:
-        """`build.secrets` names (or `{source}`) of top-level secrets with `file:` or `environment:`."""
+        """`build.secrets`, as compose reads them: the short syntax is a top-level secret's name,
+        which is also the id the Dockerfile's `RUN --mount=type=secret,id=ID` names; the long one
+        names the secret by `source` and the id by `target` (default: the source). Secrets with
+        `file:` or `environment:`. `uid`, `gid` and `mode` are the mount's, which the Dockerfile
+        sets: compose passes them nowhere (a warning)."""
         declared = self.tr.data.get("secrets") or {}
         out: list[dict[str, str]] = []
         for i, item in enumerate(value):
+            here = (*at, i)
             ref = item if isinstance(item, Map) else {"source": item}
+            for key in ref:
+                if key in ("uid", "gid", "mode"):
+                    self.tr.warn((*here, key), f"{key} has no effect on a build secret (compose passes it nowhere): "
+                                 f"the Dockerfile's RUN --mount=type=secret,id=ID,{key}=... sets it", key=True)
             name = str(ref.get("source") or "")
+            if not name:
+                self.tr.error(here, "a build secret without source: name the top-level secret with source: NAME "
+                              "(or write the short syntax, - NAME); target: is the id the Dockerfile's RUN "
+                              "--mount=type=secret,id=ID names, the source's name when left out")
+                continue
+            ident = str(ref.get("target") or name)
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", ident):
+                self.tr.error((*here, "target") if ref.get("target") else here,
+                              f"{ident!r} is not a build secret id: target: is the id the Dockerfile's RUN "
+                              "--mount=type=secret,id=ID names (letters, digits, '_', '.' and '-'), not a path; the "
+                              "step mounts it at /run/secrets/ID, or where its own target= says")
+                continue
             top = declared.get(name) if isinstance(declared, dict) else None
-            extra = [k for k in ref if k not in ("source", "target") and not str(k).startswith("x-")]
-            if extra or ref.get("target") not in (None, name):
-                self.tr.error((*at, i), not_supported(f"build.secrets {extra[0] if extra else 'target'}",
-                              "name the secret by its id: the step mounts it with id=<name>"))
-                continue
             if not isinstance(top, dict) or not (top.get("file") or top.get("environment")):
-                self.tr.error((*at, i), f"no top-level secrets entry named {name!r} with file: or environment:")
+                self.tr.error(here, f"no top-level secrets entry named {name!r} with file: or environment:")
                 continue
-            entry = {"id": name, "file": str(top["file"])} if top.get("file") else \
-                {"id": name, "env": str(top["environment"])}
-            paths[("spec", "build", "secrets", len(out))] = (*at, i)
+            entry = {"id": ident, "file": str(top["file"])} if top.get("file") else \
+                {"id": ident, "env": str(top["environment"])}
+            paths[("spec", "build", "secrets", len(out))] = here
             out.append(entry)
         return out
 

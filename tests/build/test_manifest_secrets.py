@@ -215,3 +215,47 @@ def test_restricted_policy_refuses_env_secrets_outside_files_and_entitlements(
         buildAllow: [security.insecure]
         """)
     assert main(["validate", str(m), "--policy", str(policy)]) == 0
+
+
+COMPOSE = """
+    services:
+      app:
+        build:
+          context: ./app
+          secrets:
+            - npmrc
+            - source: token
+              target: npm-token
+        command: ["sleep", "3600"]
+        network_mode: none
+        stop_grace_period: 1s
+    secrets:
+      npmrc: {file: ./npmrc}
+      token: {environment: BUILD_TOKEN_20}
+    """
+
+COMPOSE_DOCKERFILE = """
+    FROM {base}
+    RUN --mount=type=secret,id=npmrc,required=true --mount=type=secret,id=npm-token,required=true \\
+        sha512sum /run/secrets/npmrc /run/secrets/npm-token > /hashes
+    """
+
+
+def test_a_compose_build_secrets_target_is_the_id_the_dockerfile_mounts(
+    tmp_path: Path, host: Host, busybox_image: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker compose passes a build secret's `target` to BuildKit as its id (`source` names the
+    top-level secret): `RUN --mount=type=secret,id=npm-token` gets the `token` secret. It was
+    refused: "not supported yet: build.secrets target"."""
+    for var in ("COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    npmrc, token = f"npm-{secrets.token_hex(16)}\n", "tok-" + secrets.token_hex(16)
+    monkeypatch.setenv("BUILD_TOKEN_20", token)
+    project = tmp_path / "shop"
+    write(project, "compose.yaml", COMPOSE)
+    write(project / "app", "Dockerfile", COMPOSE_DOCKERFILE.format(base=busybox_image))
+    (project / "npmrc").write_text(npmrc)
+    assert host.cli("apply", str(project)) == 0
+    rt = host.runtime()
+    hashes = rt.exec("shop-app-1", ["cat", "/hashes"]).stdout.decode().splitlines()
+    assert [line.split()[0] for line in hashes] == [hashlib.sha512(v.encode()).hexdigest() for v in (npmrc, token)]

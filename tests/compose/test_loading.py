@@ -1478,14 +1478,44 @@ def test_build_secrets_ssh_and_entitlements_become_the_images_build(tmp_path: Pa
           web:
             build:
               context: ./app
-              secrets: [nope, {source: npmrc, target: other}]
+              secrets: [nope, {target: other}, {source: npmrc, target: run/secrets/npmrc}]
         secrets:
           npmrc: {file: ./npmrc}
         """}) == [
         "compose.yaml:6:17: services.web.build.secrets[0]: no top-level secrets entry named 'nope' with file: or environment:",
-        "compose.yaml:6:23: services.web.build.secrets[1]: not supported yet: build.secrets target; name the secret "
-        "by its id: the step mounts it with id=<name>",
+        "compose.yaml:6:23: services.web.build.secrets[1]: a build secret without source: name the top-level secret "
+        "with source: NAME (or write the short syntax, - NAME); target: is the id the Dockerfile's RUN "
+        "--mount=type=secret,id=ID names, the source's name when left out",
+        "compose.yaml:6:64: services.web.build.secrets[2].target: 'run/secrets/npmrc' is not a build secret id: "
+        "target: is the id the Dockerfile's RUN --mount=type=secret,id=ID names (letters, digits, '_', '.' and '-'), "
+        "not a path; the step mounts it at /run/secrets/ID, or where its own target= says",
     ]
+
+
+def test_a_build_secrets_target_is_the_id_the_dockerfile_names(tmp_path: Path) -> None:
+    """Compose's long syntax: `source` names the top-level secret, `target` the id of the
+    Dockerfile's RUN --mount=type=secret (default: the source), as docker compose passes it to
+    BuildKit (`id=<target>`). It read "not supported yet: build.secrets target"; `uid`, `gid` and
+    `mode` are the mount's (the Dockerfile's), which compose passes nowhere: a warning."""
+    desired = load(tmp_path, {"app/Dockerfile": "FROM scratch\n", "npmrc": "registry=x\n", "compose.yaml": """
+        name: shop
+        services:
+          web:
+            build:
+              context: ./app
+              secrets:
+                - npmrc
+                - {source: npmrc, target: npm.conf, mode: 0400}
+        secrets:
+          npmrc: {file: ./npmrc}
+        """})
+    build = desired.images["shop-web"].build
+    assert build is not None
+    assert [(s.id, s.file) for s in build.secrets] == [("npmrc", str(tmp_path / "npmrc")),
+                                                       ("npm.conf", str(tmp_path / "npmrc"))]
+    assert warnings(desired, tmp_path) == [
+        "compose.yaml:8:45: services.web.build.secrets[1].mode: mode has no effect on a build secret (compose passes "
+        "it nowhere): the Dockerfile's RUN --mount=type=secret,id=ID,mode=... sets it"]
 
 
 def test_swarm_keys_ingress_ports_reservations_and_volume_driver_options(tmp_path: Path) -> None:

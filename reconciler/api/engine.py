@@ -1486,12 +1486,7 @@ class EngineApi:
             rt.stop_container(ident, timeout=float(q["t"]) if "t" in q else None)   # also ends a restart backoff
             return (204, None) if was in ("running", "restarting") else (304, None)
         if method == "POST" and action == "restart":
-            cid = rt.inspect_container(ident).id
-            # the stop's exit is no AutoRemove's (dockerd's restart turns it off meanwhile)
-            with rt.restart_manager.restarting_by_hand(cid):
-                if rt.inspect_container(cid).status.value == "running":
-                    rt.stop_container(cid, timeout=float(q["t"]) if "t" in q else None)
-                rt.start_container(cid)
+            rt.restart_container(ident, timeout=float(q["t"]) if "t" in q else None)    # NativeRuntime's rule
             return 204, None
         if method == "POST" and action == "kill":
             rt.kill_container(ident, q.get("signal") or "KILL")

@@ -34,6 +34,9 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("run", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("exec", "swarm"): "a service has no one container to run a command in: use `docker exec` on its node",
     ("exec", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("restart", "swarm"): "Swarm restarts a service's copies itself: `docker service update --force SERVICE` "
+                          "replaces them",
+    ("kill", "swarm"): "a service has no one container to signal: use `docker kill` on its node",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
@@ -61,7 +64,8 @@ def is_native(args: argparse.Namespace) -> bool:
 
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
-FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "pull", "images", "inspect", "diff"})
+FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "pull", "images",
+                           "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

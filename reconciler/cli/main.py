@@ -49,6 +49,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('inspect', 'show containers in detail (JSON or YAML)'),
     ('start', 'start containers'),
     ('stop', 'stop containers'),
+    ('restart', 'restart containers'),
+    ('kill', 'kill running containers'),
     ('rm', 'remove containers'),
     ('pause', 'pause all processes within containers'),
     ('unpause', 'unpause all processes within containers'),
@@ -132,6 +134,9 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "socket): nothing to suspend or resume"),
     ("suspend, resume", "2", "the agent has no source of a name given: nothing was changed (its sources are "
      "named)"),
+    ("start, stop, restart, kill, rm, pause, unpause", "1", "some container was not acted on (no such "
+     "container, or a state that refuses it: `kill` of one that does not run): it is said on stderr, the others "
+     "are acted on and their names printed, as docker's"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "

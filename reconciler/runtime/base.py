@@ -10,8 +10,9 @@ of a missing object raises NotFound (the executor counts that as done); `ensure_
 verifies and returns the state.
 
 What only some engines can do is a capability: a small `runtime_checkable` protocol below
-(`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`) that callers
-test with `isinstance` before they use it, and say what is missing when it is not there.
+(`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`, `Restarting`)
+that callers test with `isinstance` before they use it, and say what is missing when it is not
+there.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ __all__ = [
     "Resources",
     "RestartPolicy",
     "RestartSupervision",
+    "Restarting",
     "Runtime",
     "ServiceEngine",
     "Supervised",
@@ -627,6 +629,15 @@ class Renaming(Protocol):
     """An engine that renames containers (a start-first update renames the new one into place)."""
 
     def rename_container(self, name_or_id: str, new_name: str) -> None: ...
+
+
+@runtime_checkable
+class Restarting(Protocol):
+    """An engine that restarts a container in one step (`docker restart`): a running one stopped as
+    `stop_container` stops it (`timeout`: its stop timeout when None), then started; an AutoRemove
+    one is kept across it, as dockerd keeps it."""
+
+    def restart_container(self, name_or_id: str, *, timeout: float | None = None) -> None: ...
 
 
 @runtime_checkable

@@ -466,6 +466,11 @@ class EngineAPI:
         self._post(f"/containers/{_q(ident)}/stop", params={"t": timeout}, timeout=wait,
                    what=f"stop container {ident}")
 
+    def container_restart(self, ident: str, timeout: int | None) -> None:
+        wait = None if timeout is None else timeout + _DEFAULT_TIMEOUT
+        self._post(f"/containers/{_q(ident)}/restart", params={"t": timeout}, timeout=wait,
+                   what=f"restart container {ident}")
+
     def container_kill(self, ident: str, signal: str) -> None:
         self._post(f"/containers/{_q(ident)}/kill", params={"signal": signal},
                    what=f"kill container {ident}")

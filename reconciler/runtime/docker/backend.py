@@ -1131,6 +1131,10 @@ class DockerRuntime:
     def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
         self.api.container_kill(name_or_id, signal)
 
+    def restart_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
+        """base.Restarting: the engine's own restart (`POST /containers/{id}/restart`)."""
+        self.api.container_restart(name_or_id, None if timeout is None else math.ceil(timeout))
+
     def remove_container(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> None:
         """`volumes`: its anonymous volumes go with it (`docker rm -v`; `run --rm`'s removal)."""
         self.api.container_remove(name_or_id, force=force, volumes=volumes)
@@ -1363,7 +1367,7 @@ def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
 
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
-                                         base.ImagePushing]:
+                                         base.ImagePushing, base.Restarting]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; it builds and pushes the Images with build: and push:)."""
-    return rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt

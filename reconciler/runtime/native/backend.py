@@ -372,6 +372,21 @@ class NativeRuntime:
     def kill_container(self, name_or_id: str, signal: str = "KILL") -> None:
         self.containers.kill(name_or_id, signal)
 
+    def restart_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
+        """base.Restarting (`docker restart`, `reconcile restart`): a running container stopped
+        (its stop signal, `timeout`, then SIGKILL), then started. Its exit meanwhile removes no
+        AutoRemove container, as dockerd turns AutoRemove off for the length of a restart: this
+        process's restart manager leaves it alone (`restarting_by_hand`), and the supervisor lock
+        held shared tells conmon's exit command that a supervisor decides (cleanup.py), which it
+        would otherwise take for its own to remove when no engine process runs."""
+        from reconciler.runtime.native.containers import autoremove
+
+        cid = self.containers.get(name_or_id).id
+        with autoremove.supervising(self.config.run_dir), self.restart_manager.restarting_by_hand(cid):
+            if self.containers.get(cid).status == "running":
+                self.stop_container(cid, timeout=timeout)
+            self.start_container(cid)
+
     def remove_container(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> None:
         """`volumes`: its anonymous volumes (made for it, labelled so as dockerd labels them) go with
         it, those no other container mounts (`docker rm -v`; an AutoRemove container's removal)."""
@@ -570,7 +585,8 @@ class NativeRuntime:
 
 
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
-                                          base.ImagePushing, base.Supervised, base.ArchiveTransfer]:
+                                          base.ImagePushing, base.Supervised, base.ArchiveTransfer,
+                                          base.Restarting]:
     """mypy checks here that the engine implements the protocol and every capability the
-    executor looks for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt, rt
+    executor and the CLI look for (the isinstance checks would only say "cannot" at run time)."""
+    return rt, rt, rt, rt, rt, rt, rt, rt

@@ -1,0 +1,126 @@
+"""The everyday docker commands beyond run/ps/logs/exec, run as a user runs them against a real
+native engine (`reconcile restart`, `kill`, ...): each checked by what it did to the container
+(its process, its exit code, its files), and by what it printed and exited with, as docker's."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli.main import main
+from tests.helpers.host import Host
+
+pytestmark = [pytest.mark.root, pytest.mark.registry]
+
+
+class Cli:
+    """`reconcile CMD [engine flags] ARGS...` in this process against the test's engine: exit
+    code, stdout, stderr."""
+
+    def __init__(self, host: Host, capsys: pytest.CaptureFixture[str]) -> None:
+        self.host = host
+        self.capsys = capsys
+
+    def __call__(self, command: str, *args: str) -> tuple[int, str, str]:
+        words = command.split()         # `system df`: the flags after the subcommand
+        self.capsys.readouterr()
+        code = main([*words, *self.host.cli_args(), *args])
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def ok(self, command: str, *args: str) -> str:
+        code, out, err = self(command, *args)
+        assert code == 0, f"reconcile {command} {' '.join(args)} exited {code}: {err}"
+        return out
+
+    def state(self, name: str) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.ok("inspect", name))[0]
+        return doc["State"]
+
+
+@pytest.fixture
+def cli(host: Host, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(host, capsys)
+
+
+def until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def autoremoved(cli: Cli, name: str) -> None:
+    """Wait until the AutoRemove container `name` is removed and conmon's exit command that removed
+    it has ended (it holds the engine's cgroup parent while it runs, which the fixture checks)."""
+    until(f"{name} removed", lambda: name not in [r["name"] for r in json.loads(cli.ok("ps", "-a", "-o", "json"))])
+    root = str(cli.host.config.root).encode()
+
+    def cleaning() -> bool:
+        for pid in os.listdir("/proc"):
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"reconciler.runtime.native.cleanup" in argv and root in argv:
+                    return True
+        return False
+    until("the exit command ended", lambda: not cleaning())
+
+
+TRAP = "trap 'echo got TERM; exit 3' TERM; trap 'echo got USR1' USR1; while true; do sleep 0.1; done"
+
+
+def test_restart_runs_a_new_process_and_keeps_an_autoremove_container(cli: Cli, busybox_image: str) -> None:
+    cli.ok("run", "-d", "--name", "web", busybox_image, "sh", "-c", TRAP)
+    cli.ok("run", "-d", "--rm", "--name", "gone", busybox_image, "sleep", "1000")
+    cli.ok("run", "-d", "--name", "done", busybox_image, "sleep", "1000")
+    cli.ok("stop", "-t", "0", "done")
+    before = {n: cli.state(n) for n in ("web", "gone", "done")}
+
+    code, out, err = cli("restart", "-t", "5", "web", "nosuch", "gone", "done")
+    assert code == 1                                   # nosuch failed, the others restarted
+    assert out.split() == ["web", "gone", "done"]
+    assert "No such container: nosuch" in err
+    for name, was in before.items():
+        now = cli.state(name)
+        assert now["Running"] is True, name
+        assert now["Pid"] != was["Pid"], name
+        assert now["StartedAt"] > was["StartedAt"], name
+    assert "got TERM" in cli.ok("logs", "web")          # stopped by its stop signal first
+    assert cli.state("web")["Restarting"] is False
+    # a restart by hand of an AutoRemove container keeps it, as dockerd's: its stop removed nothing
+    time.sleep(0.5)                                    # (conmon's exit command would have acted by now)
+    assert cli.state("gone")["Running"] is True
+    cli.ok("stop", "-t", "0", "gone")
+    autoremoved(cli, "gone")
+
+
+def test_kill_sends_the_signal_and_the_exit_code_says_which(cli: Cli, busybox_image: str) -> None:
+    cli.ok("run", "-d", "--name", "trapper", busybox_image, "sh", "-c", TRAP)
+    cli.ok("run", "-d", "--name", "sleeper", busybox_image, "sleep", "1000")
+
+    assert cli("kill", "-s", "USR1", "trapper") == (0, "trapper\n", "")
+    until("the USR1 trap", lambda: "got USR1" in cli.ok("logs", "trapper"))
+    assert cli.state("trapper")["Running"] is True      # a signal it handles ends nothing
+    assert cli("kill", "--signal", "SIGTERM", "trapper")[0] == 0
+    until("trapper exits", lambda: cli.state("trapper")["Status"] == "exited")
+    assert cli.state("trapper")["ExitCode"] == 3        # its TERM trap's code
+
+    code, out, err = cli("kill", "sleeper", "trapper", "nosuch")
+    assert (code, out) == (1, "sleeper\n")              # default KILL; the others said, as docker's
+    assert "trapper is not running" in err
+    assert "No such container: nosuch" in err
+    state = cli.state("sleeper")
+    assert (state["Status"], state["ExitCode"]) == ("exited", 137)      # 128 + SIGKILL
+
+    cli.ok("start", "sleeper")
+    code, out, err = cli("kill", "-s", "BOGUS", "sleeper")
+    assert (code, out) == (1, "")
+    assert "unknown signal BOGUS" in err
+    assert cli.state("sleeper")["Running"] is True

@@ -76,14 +76,6 @@ class Hijack:
         self.stdin = stdin
 
 
-def _started_since(journal: Any, cid: str, seq: int) -> tuple[bool, int]:
-    """Whether the engine's journal has a start of container `cid` after event `seq` (a start
-    by any process, however short the run); and the journal's last event seen, for the next look."""
-    events = journal.after(seq)
-    return (any(e.type == "container" and e.actor == cid and e.action == "start" for e in events),
-            events[-1].seq if events else seq)
-
-
 def _frame(stream: str, data: bytes) -> bytes:
     return struct.pack(">BxxxL", 1 if stream == "stdout" else 2, len(data)) + data
 
@@ -1607,54 +1599,20 @@ class EngineApi:
         self.runtime.containers.pause(ident, freeze=freeze)
 
     def _wait(self, ident: str, condition: str) -> Iterator[bytes]:
-        """Docker's wait: `not-running` (now, if it is not running), `next-exit` (the exit after
-        the next start) or `removed`; the answer is streamed once the condition holds, so a
-        client can send its wait before the start (docker run does).
-
-        Between looks it waits for the container's monitor to end (a pidfd: woken at its exit,
-        `RecordStore.until_exit`), `WAIT_TICK` seconds at most, and yields an empty chunk: the
+        """Docker's wait, the native engine's (`NativeRuntime.wait_condition`): the answer is
+        streamed once the condition holds, so a client can send its wait before the start
+        (docker run does). Between its looks (`WAIT_TICK` seconds at most) an empty chunk: the
         server then checks the client is still there, and ends the wait with it (`docker run -d`
         sends one and closes it once the container started: no thread is left behind)."""
-        rt = self.runtime
-        manager = rt.containers
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise HttpError(400, f"invalid condition {condition!r}")
-        seq = manager.journal.last_seq()
-        first = manager.get(ident)
+        try:
+            looks = self.runtime.wait_condition(ident, condition, tick=WAIT_TICK, poll=WAIT_POLL)
+        except rterrors.InvalidArgument as exc:
+            raise HttpError(400, exc.message) from None
 
         def answer() -> Iterator[bytes]:
-            nonlocal seq
-            state = first.state()
-            seen_running = first.status in ("running", "created")       # created: its start is next
-            code = None
-            while True:
-                try:
-                    rec = manager.get(first.id)
-                except rterrors.NotFound:
-                    code = self._last_exit(first.id)       # removed (AutoRemove: by the engine, at its exit)
-                    break
-                state = rec.state()
-                running = state.status.value in ("running", "restarting", "created")
-                # a start since the wait began, in the journal: a process that ran between two
-                # looks was never seen running (`docker start -a` of an exited `echo` waited forever)
-                started, seq = _started_since(manager.journal, first.id, seq)
-                seen_running = seen_running or running or started
-                if condition == "not-running" and state.status.value != "running":
-                    break
-                if not running and seen_running and condition == "next-exit":
-                    break
-                # its monitor's exit ends the pause; one without (a restart's back-off) is looked at again
-                manager.until_exit(rec)(WAIT_TICK if rec.status in ("running", "created") else WAIT_POLL)
-                yield b""                   # a tick: the server checks the client is still there
-            yield json.dumps({"StatusCode": (state.exit_code if code is None else code) or 0, "Error": None}).encode()
+            for code in looks:
+                yield b"" if code is None else json.dumps({"StatusCode": code, "Error": None}).encode()
         return answer()
-
-    def _last_exit(self, cid: str) -> int | None:
-        """The exit code of a container's last exit, from the engine's journal (its `die` event):
-        what a wait answers for one removed meanwhile."""
-        ev = self.runtime.containers.journal.last("container", cid, "die")
-        code = ev.attributes.get("exitCode") if ev is not None else None
-        return int(code) if code is not None and code.lstrip("-").isdigit() else None
 
     def _attach(self, ident: str, q: Mapping[str, str]) -> Iterator[bytes] | Hijack:
         """A container created with a TTY or an open stdin: conmon's attach socket, both ways.
@@ -1722,7 +1680,7 @@ class EngineApi:
             nonlocal seq
             try:
                 while not started.wait(WAIT_POLL):
-                    by_another, seq = _started_since(manager.journal, rec.id, seq)
+                    by_another, seq = manager.journal.started_since(rec.id, seq)
                     if by_another:
                         break
                     try:

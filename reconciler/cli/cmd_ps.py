@@ -230,27 +230,35 @@ def state_summary(st: Any) -> dict[str, Any]:
     }
 
 
-def for_each_container(args: argparse.Namespace, command: str, act: Callable[[Any, str], None]) -> int:
+def for_each_container(args: argparse.Namespace, command: str, act: Callable[[Any, str], str | None], *,
+                       read_only: bool = False) -> int:
     """Open the engine `--runtime` names once and apply `act(runtime, name)` to each of
-    `args.containers`, printing each name that succeeded, like docker; exit 1 if any failed."""
+    `args.containers`, printing what it returns for each that succeeded (None: the name, as
+    docker's start and stop print it; `wait`: the exit code); one that failed is said on stderr,
+    the others go on, and the exit code is 1, like docker's. `read_only`: a command that only
+    reads (`wait`) on a native state root without an engine finds no container and makes none."""
     import sys
 
-    from reconciler.cli import engines
+    from reconciler.cli import engines, options
     from reconciler.runtime import errors
 
+    if read_only and engines.is_native(args) and not options.engine_exists(args):
+        engines.check(args, command)
+        for name in args.containers:
+            print(f"error: No such container: {name}", file=sys.stderr)
+        return 1
     rt = engines.open_runtime(args, command)
     rc = 0
     try:
-        if engines.is_native(args):
+        if engines.is_native(args) and not read_only:
             setup_logging_if_networked(args, rt, args.containers)
         for name in args.containers:
             try:
-                act(rt, name)
-                print(name)
+                said = act(rt, name)
+                print(name if said is None else said, flush=True)
             except errors.RuntimeBackendError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {exc}", file=sys.stderr, flush=True)
                 rc = 1
     finally:
         rt.close()
     return rc
-

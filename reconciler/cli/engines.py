@@ -37,6 +37,8 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("restart", "swarm"): "Swarm restarts a service's copies itself: `docker service update --force SERVICE` "
                           "replaces them",
     ("kill", "swarm"): "a service has no one container to signal: use `docker kill` on its node",
+    ("wait", "swarm"): "a service has no one container to wait for: use `docker wait` on its node",
+    ("rename", "swarm"): "a service is named once: remove it and apply it under its new name",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
@@ -64,8 +66,8 @@ def is_native(args: argparse.Namespace) -> bool:
 
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
-FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "pull", "images",
-                           "inspect", "diff"})
+FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "wait", "rename",
+                           "pull", "images", "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

@@ -51,6 +51,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('stop', 'stop containers'),
     ('restart', 'restart containers'),
     ('kill', 'kill running containers'),
+    ('wait', 'block until containers stop, then print their exit codes'),
+    ('rename', 'rename a container'),
     ('rm', 'remove containers'),
     ('pause', 'pause all processes within containers'),
     ('unpause', 'unpause all processes within containers'),
@@ -137,6 +139,11 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("start, stop, restart, kill, rm, pause, unpause", "1", "some container was not acted on (no such "
      "container, or a state that refuses it: `kill` of one that does not run): it is said on stderr, the others "
      "are acted on and their names printed, as docker's"),
+    ("wait", "0", "every container named stopped: its exit code printed, one line each (the exit codes are "
+     "printed, not returned, as docker wait)"),
+    ("wait", "1", "some container was not found: said on stderr, the others waited for and their exit codes "
+     "printed"),
+    ("rename", "1", "not renamed: no such container, the new name taken, invalid or the container's own"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "

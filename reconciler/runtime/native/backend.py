@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.network import ipam
     from reconciler.runtime.native.network.network import Attachment, NetworkManager, RecoveryReport
 
-__all__ = ["ImageSource", "LazyNetwork", "NativeRuntime"]
+__all__ = ["WAIT_CONDITIONS", "ImageSource", "LazyNetwork", "NativeRuntime"]
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")      # Docker's, for wait_condition
 
 
 class ImageSource(Protocol):
@@ -437,6 +439,50 @@ class NativeRuntime:
 
     def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
         return self.containers.wait(name_or_id, timeout=timeout)
+
+    def wait_condition(self, name_or_id: str, condition: str = "not-running", *, tick: float = 1.0,
+                       poll: float = 0.2) -> Iterator[int | None]:
+        """Docker's wait, as `docker wait` and the Engine API's `POST /containers/{id}/wait` have
+        it: until `not-running` (at once for one that does not run: created, exited), `next-exit`
+        (the exit after the next start) or `removed`; the looks it makes, None each, then the exit
+        code (of its last exit, from the journal, for one removed meanwhile). NotFound and a
+        condition Docker has not (InvalidArgument) are raised at once, before any look.
+
+        Between looks it waits for the container's monitor to end (a pidfd: woken at its exit,
+        `RecordStore.until_exit`), `tick` seconds at most (`poll` for one without a monitor: a
+        restart's back-off); a start any process made since the wait began, seen in the journal,
+        counts even when its run ended between two looks (`docker start -a` of an exited `echo`)."""
+        if condition not in WAIT_CONDITIONS:
+            raise rterrors.InvalidArgument(f"invalid condition {condition!r}",
+                                           hint=f"one of {', '.join(WAIT_CONDITIONS)}")
+        manager = self.containers
+        seq = manager.journal.last_seq()
+        first = manager.get(name_or_id)
+
+        def looks() -> Iterator[int | None]:
+            nonlocal seq
+            state = first.state()
+            seen_running = first.status in ("running", "created")       # created: its start is next
+            code = None
+            while True:
+                try:
+                    rec = manager.get(first.id)
+                except rterrors.NotFound:
+                    code = manager.journal.last_exit(first.id)     # removed (AutoRemove: at its exit)
+                    break
+                state = rec.state()
+                running = state.status.value in ("running", "restarting", "created")
+                started, seq = manager.journal.started_since(first.id, seq)
+                seen_running = seen_running or running or started
+                if condition == "not-running" and state.status.value != "running":
+                    break
+                if not running and seen_running and condition == "next-exit":
+                    break
+                # its monitor's exit ends the pause; one without (a restart's back-off) is looked at again
+                manager.until_exit(rec)(tick if rec.status in ("running", "created") else poll)
+                yield None
+            yield (state.exit_code if code is None else code) or 0
+        return looks()
 
     def logs(
         self, name_or_id: str, *, follow: bool = False, since: str | None = None, tail: int | None = None,

@@ -90,6 +90,20 @@ class Journal:
         return Event(seq=row["seq"], time_ns=row["time_ns"], type=row["type"], action=row["action"],
                      actor=row["actor"], attributes=json.loads(row["attrs"]))
 
+    def last_exit(self, cid: str) -> int | None:
+        """The exit code of container `cid`'s last exit (its `die`): what a wait answers for one
+        removed meanwhile (AutoRemove: by the engine, at its exit), or None."""
+        ev = self.last("container", cid, "die")
+        code = ev.attributes.get("exitCode") if ev is not None else None
+        return int(code) if code is not None and code.lstrip("-").isdigit() else None
+
+    def started_since(self, cid: str, seq: int) -> tuple[bool, int]:
+        """Whether a start of container `cid` was journalled after event `seq` (by any process,
+        however short the run it made); and the last event seen, for the next look."""
+        events = self.after(seq)
+        return (any(e.type == "container" and e.actor == cid and e.action == "start" for e in events),
+                events[-1].seq if events else seq)
+
     def after(self, seq: int, *, since_ns: int = 0, limit: int = 1000) -> list[Event]:
         """Events with a sequence number above `seq` and a time at or after `since_ns`, oldest first."""
         rows = self.db.connect().execute(

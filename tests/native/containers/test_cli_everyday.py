@@ -124,3 +124,53 @@ def test_kill_sends_the_signal_and_the_exit_code_says_which(cli: Cli, busybox_im
     assert (code, out) == (1, "")
     assert "unknown signal BOGUS" in err
     assert cli.state("sleeper")["Running"] is True
+
+
+def test_wait_prints_each_exit_code_in_order_and_says_what_it_cannot_find(
+        cli: Cli, host: Host, busybox_image: str, tmp_path: Path) -> None:
+    from reconciler.runtime import base
+
+    cli.ok("run", "-d", "--name", "slow", busybox_image, "sh", "-c", "sleep 1; exit 7")
+    cli.ok("run", "-d", "--rm", "--name", "brief", busybox_image, "sh", "-c", "sleep 0.5; exit 5")
+    cli.ok("run", "-d", "--name", "done", busybox_image, "sh", "-c", "exit 3")
+    rt = host.runtime()
+    try:
+        rt.create_container(base.ContainerConfig(name="made", image=busybox_image, networks=("none",)))
+    finally:
+        rt.close()
+    assert cli.state("slow")["Running"] is True
+    code, out, err = cli("wait", "slow", "nosuch", "brief", "done", "made")
+    assert code == 1                                     # (slow's 7: it waited for slow's exit)
+    # brief, an AutoRemove container, is gone by then: its code is its last exit's (journalled);
+    # made, never started, does not run: 0 at once, as docker wait answers a created container
+    assert out.split() == ["7", "5", "3", "0"]
+    assert "No such container: nosuch" in err
+    autoremoved(cli, "brief")
+
+    # a read-only command: on a root with no engine it finds nothing and makes nothing
+    empty = tmp_path / "no-engine"
+    assert main(["wait", "--root", str(empty), "--run-dir", str(tmp_path / "no-run"), "x"]) == 1
+    assert not empty.exists()
+    assert not (tmp_path / "no-run").exists()
+
+
+def test_rename_keeps_the_container_running_under_its_new_name(cli: Cli, busybox_image: str) -> None:
+    cid = cli.ok("run", "-d", "--name", "old", busybox_image, "sleep", "1000").strip()
+    cli.ok("run", "-d", "--name", "other", busybox_image, "sleep", "1000")
+    pid = cli.state("old")["Pid"]
+
+    assert cli("rename", "old", "new") == (0, "", "")
+    doc = json.loads(cli.ok("inspect", "new"))[0]
+    assert (doc["Id"], doc["Name"], doc["State"]["Pid"]) == (cid, "/new", pid)      # the same process
+    assert "No such container: old" in cli("inspect", "old")[2]
+    assert cli.ok("exec", "new", "hostname").strip() == cid[:12]
+
+    for args, words in ((("new", "other"), "a container named other exists already"),
+                        (("new", "new"), "same name as its current name"),
+                        (("new", "bad name"), "invalid container name"),
+                        (("nosuch", "x"), "No such container: nosuch")):
+        code, out, err = cli("rename", *args)
+        assert (code, out) == (1, ""), args
+        assert words in err, (args, err)
+    assert cli.state("new")["Running"] is True
+    assert json.loads(cli.ok("inspect", cid[:8]))[0]["Name"] == "/new"       # an id prefix names it too

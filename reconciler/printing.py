@@ -1,6 +1,7 @@
 """How data is printed as text: a docker-style table, pretty JSON, YAML of the same data.
 
     print_table(rows, columns)      left-aligned columns laid out as `docker ps` lays them out
+    print_cells(lines, min_width)   lines of cells aligned as Go's tabwriter aligns docker's tables
     print_json(data)                pretty, stable JSON (sorted keys)
     print_yaml(data)                the JSON form of `data` as YAML (block style, sorted keys)
     print_data(data, fmt)           JSON or YAML
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from typing import Any, TextIO
 
-__all__ = ["print_data", "print_json", "print_table", "print_yaml"]
+__all__ = ["print_cells", "print_data", "print_json", "print_table", "print_yaml"]
 
 
 def print_json(data: Any, *, file: TextIO | None = None) -> None:
@@ -61,10 +62,26 @@ def print_table(
     minimum width 10, padding 3: a column is its widest cell and three spaces, at least ten
     characters; the last one is not padded), so `reconcile ps` lines up as `docker ps` does.
     (A `--format` table is laid out by `gotemplate.tabwriter`, the same rule for any cells.)"""
-    out = file or sys.stdout
     cells = [[h for h, _ in columns]]
     cells += [["" if r.get(k) is None else str(r.get(k)) for _, k in columns] for r in rows]
-    widths = [max(_MINWIDTH, max(len(row[i]) for row in cells) + _PADDING) for i in range(len(columns))]
-    for row in cells:
-        line = "".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        out.write(line + "\n")
+    print_cells(cells, min_width=_MINWIDTH, padding=_PADDING, file=file)
+
+
+def print_cells(
+    lines: Sequence[Sequence[str]],
+    *,
+    min_width: int = 0,
+    padding: int = 3,
+    file: TextIO | None = None,
+) -> None:
+    """Lines of cells as Go's tabwriter aligns the tab-separated text the docker CLI writes
+    (`docker top`: min_width 20; `docker stats`, `system df`: 10; both padding 3): each cell but
+    a line's last padded to its column's width, its widest such cell plus `padding`, at least
+    `min_width`; a line's last cell as it is, so no line ends in spaces."""
+    out = file or sys.stdout
+    columns = max((len(line) for line in lines), default=0) - 1
+    widths = [max([len(line[i]) + padding for line in lines if len(line) > i + 1] + [min_width])
+              for i in range(max(columns, 0))]
+    for line in lines:
+        cells = [c.ljust(widths[i]) for i, c in enumerate(line[:-1])]
+        out.write(("".join(cells) + (line[-1] if line else "")).rstrip() + "\n")

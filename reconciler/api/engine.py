@@ -1812,35 +1812,10 @@ class EngineApi:
                 os.close(keep)
 
     def _top(self, ident: str, ps_args: str) -> dict[str, Any]:
-        """docker top, as Docker does it: the host's `ps` with the client's arguments, the rows
-        of the processes in the container's cgroup."""
-        import shlex
-        import subprocess
-
-        from reconciler.runtime.native.containers import cgroups
-
-        manager = self.runtime.containers
-        rec = manager.get(ident)
-        if rec.status != "running":
-            raise HttpError(409, f"Container {rec.id} is not running")
-        pids: set[int] = set()
-        for d in cgroups.leaf_dirs(rec.cgroup_prefix or manager.config.name_prefix, rec.id):
-            with contextlib.suppress(OSError):
-                pids |= {int(x) for x in (d / "cgroup.procs").read_text().split()}
-        try:
-            out = subprocess.run(["ps", *shlex.split(ps_args)], capture_output=True, text=True, timeout=30,
-                                 check=True).stdout.splitlines()
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            raise HttpError(500, f"ps {ps_args}: {exc}") from None
-        titles = out[0].split() if out else []
-        if "PID" not in titles:
-            raise HttpError(500, f"ps {ps_args} printed no PID column")
-        col = titles.index("PID")
-        rows = []
-        for line in out[1:]:
-            fields = line.split(None, len(titles) - 1)
-            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
-                rows.append(fields)
+        """docker top: the native engine's (`NativeRuntime.top`: the host's `ps` with the client's
+        arguments, the rows of the processes in the container's cgroup); a `ps` that failed is
+        dockerd's 500."""
+        titles, rows = self.runtime.top(ident, ps_args)
         return {"Titles": titles, "Processes": rows}
 
     # -- lists and prunes: Docker's filters (api/dockerfilters.py, the one home of their rules) ----

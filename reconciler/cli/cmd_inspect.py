@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-__all__ = ["register", "run"]
+__all__ = ["Local", "document", "register", "run"]
 
 
 # what it takes, for its parser and the fast path alike (cli/fastpath.py)
@@ -35,20 +35,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import urllib.parse
-
-    from reconciler.cli import _agentapi, engines, output
+    from reconciler.cli import engines, output
 
     engines.check(args, "inspect")          # the native engine's documents only
     output.format_of(args, listing=False)   # (-f with -o: refused before anything is read)
     docs: list[dict[str, Any]] = []
     rc = 0
-    local: Any = None
+    local: list[Local] = []
     for name in args.containers:
-        doc = _agentapi.served(args, "/v1/containers/" + urllib.parse.quote(name, safe=""))
-        if doc is None:             # no agent, or it knows no such container: read the root
-            local = local or _Local(args)
-            doc = local.document(name)
+        doc = document(args, name, local)
         if doc is None:
             rc = 1
         else:
@@ -57,7 +52,24 @@ def run(args: argparse.Namespace) -> int:
     return rc
 
 
-class _Local:
+def document(args: argparse.Namespace, name: str, local: list[Local] | None = None) -> dict[str, Any] | None:
+    """The native container `name`'s `docker inspect` document: the agent's that holds the root,
+    else read from the root (`local` keeps the records opened, for the next name); None (said on
+    stderr) when there is no such container. `port` reads its ports here too."""
+    import urllib.parse
+
+    from reconciler.cli import _agentapi
+
+    doc: dict[str, Any] | None = _agentapi.served(args, "/v1/containers/" + urllib.parse.quote(name, safe=""))
+    if doc is None:             # no agent, or it knows no such container: read the root
+        local = [] if local is None else local
+        if not local:
+            local.append(Local(args))
+        doc = local[0].document(name)
+    return doc
+
+
+class Local:
     """`docker inspect` documents read from the state root (no agent answers for it)."""
 
     def __init__(self, args: argparse.Namespace) -> None:

@@ -39,6 +39,8 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("kill", "swarm"): "a service has no one container to signal: use `docker kill` on its node",
     ("wait", "swarm"): "a service has no one container to wait for: use `docker wait` on its node",
     ("rename", "swarm"): "a service is named once: remove it and apply it under its new name",
+    ("top", "swarm"): "a service's processes run on its nodes: use `docker top` there",
+    ("top", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
@@ -67,7 +69,7 @@ def is_native(args: argparse.Namespace) -> bool:
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
 FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "wait", "rename",
-                           "pull", "images", "inspect", "diff"})
+                           "port", "top", "pull", "images", "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

@@ -53,6 +53,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('kill', 'kill running containers'),
     ('wait', 'block until containers stop, then print their exit codes'),
     ('rename', 'rename a container'),
+    ('port', 'list port mappings or a specific mapping for the container'),
+    ('top', 'display the running processes of a container'),
     ('rm', 'remove containers'),
     ('pause', 'pause all processes within containers'),
     ('unpause', 'unpause all processes within containers'),
@@ -144,6 +146,9 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("wait", "1", "some container was not found: said on stderr, the others waited for and their exit codes "
      "printed"),
     ("rename", "1", "not renamed: no such container, the new name taken, invalid or the container's own"),
+    ("port", "1", "no such container, or the private port named is not published (a container that does not "
+     "run publishes none)"),
+    ("top", "1", "no such container, or it does not run"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "

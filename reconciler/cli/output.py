@@ -27,7 +27,7 @@ import sys
 
 # --format's and inspect's -f/--format add_argument keywords, described where the fast path parses them too
 from reconciler.cli.fastpath import FORMAT, INSPECT_FORMAT
-from reconciler.printing import print_data, print_json, print_table, print_yaml
+from reconciler.printing import print_cells, print_data, print_json, print_table, print_yaml
 
 # annotations only: what the read-only commands import at start-up stays small (#21)
 TYPE_CHECKING = False
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from typing import IO, Any
 
 __all__ = ["FORMAT", "FORMATS", "INSPECT_FORMAT", "add_format_flag", "add_output_flag", "emit", "format_of",
-           "input_file", "output_file", "print_data", "print_json", "print_record", "print_table", "print_yaml",
-           "render", "wants_data"]
+           "input_file", "output_file", "print_cells", "print_data", "print_json", "print_record", "print_table",
+           "print_yaml", "render", "wants_data"]
 
 FORMATS = ("table", "json", "yaml")
 

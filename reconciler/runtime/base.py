@@ -10,9 +10,9 @@ of a missing object raises NotFound (the executor counts that as done); `ensure_
 verifies and returns the state.
 
 What only some engines can do is a capability: a small `runtime_checkable` protocol below
-(`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`, `Restarting`)
-that callers test with `isinstance` before they use it, and say what is missing when it is not
-there.
+(`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`, `Restarting`,
+`Inspecting`, `ProcessListing`) that callers test with `isinstance` before they use it, and say
+what is missing when it is not there.
 """
 
 from __future__ import annotations
@@ -56,11 +56,13 @@ __all__ = [
     "ImageBuilding",
     "ImageInfo",
     "ImagePushing",
+    "Inspecting",
     "LogLine",
     "Mount",
     "NetworkConfig",
     "NetworkState",
     "PortMapping",
+    "ProcessListing",
     "ProgressCallback",
     "Renaming",
     "Resources",
@@ -638,6 +640,25 @@ class Restarting(Protocol):
     one is kept across it, as dockerd keeps it."""
 
     def restart_container(self, name_or_id: str, *, timeout: float | None = None) -> None: ...
+
+
+@runtime_checkable
+class Inspecting(Protocol):
+    """An engine that gives a container's `docker inspect` document (the native engine's own,
+    dockerd's, Podman's): `reconcile port` reads its published ports there, as `docker port`
+    reads them (`NetworkSettings.Ports`: the IPv6 twin of a binding too, which ContainerState
+    leaves out)."""
+
+    def inspect_document(self, name_or_id: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ProcessListing(Protocol):
+    """An engine that lists a container's processes (`docker top`): the host's `ps` with
+    `ps_args`, the rows of the container's processes; Conflict when it does not run."""
+
+    def top(self, name_or_id: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]: ...
+    # (the titles, one row of fields per process)
 
 
 @runtime_checkable

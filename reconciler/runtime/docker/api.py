@@ -466,6 +466,11 @@ class EngineAPI:
         self._post(f"/containers/{_q(ident)}/stop", params={"t": timeout}, timeout=wait,
                    what=f"stop container {ident}")
 
+    def container_top(self, ident: str, ps_args: str | None) -> dict[str, Any]:
+        data: dict[str, Any] = self._get(f"/containers/{_q(ident)}/top", {"ps_args": ps_args},
+                                         what=f"processes of container {ident}")
+        return data
+
     def container_restart(self, ident: str, timeout: int | None) -> None:
         wait = None if timeout is None else timeout + _DEFAULT_TIMEOUT
         self._post(f"/containers/{_q(ident)}/restart", params={"t": timeout}, timeout=wait,

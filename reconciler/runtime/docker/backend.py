@@ -1149,6 +1149,15 @@ class DockerRuntime:
         """Give a container another name (start-first updates rename the new one into place)."""
         self.api.container_rename(name_or_id, new_name)
 
+    def inspect_document(self, name_or_id: str) -> dict[str, Any]:
+        """base.Inspecting: the engine's own `docker inspect` document of the container."""
+        return self.api.container_inspect(name_or_id)
+
+    def top(self, name_or_id: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+        """base.ProcessListing: the engine's `docker top` (`GET /containers/{id}/top`)."""
+        data = self.api.container_top(name_or_id, ps_args or None)
+        return [str(t) for t in data.get("Titles") or []], [[str(f) for f in p] for p in data.get("Processes") or []]
+
     # the engine connects a container running or stopped (a stopped one's endpoint is made at its start)
     connects = frozenset({"created", "running", "exited"})
 
@@ -1367,7 +1376,7 @@ def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
 
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
-                                         base.ImagePushing, base.Restarting]:
+                                         base.ImagePushing, base.Restarting, base.Inspecting, base.ProcessListing]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; it builds and pushes the Images with build: and push:)."""
-    return rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt

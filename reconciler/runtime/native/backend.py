@@ -503,6 +503,42 @@ class NativeRuntime:
         are written once a second and at its end, not at each attach (network/network.py)."""
         return self.network.batch() if isinstance(self.network, base.Batching) else contextlib.nullcontext()
 
+    def top(self, name_or_id: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
+        """base.ProcessListing (`docker top`, `reconcile top`), as dockerd does it: the host's `ps`
+        with `ps_args`, the rows whose PID is in the container's cgroup (every hierarchy's leaf);
+        Conflict for one that does not run, RuntimeBackendError when `ps` fails or prints no PID
+        column."""
+        import shlex
+        import subprocess
+
+        from reconciler.runtime.native.containers import cgroups
+
+        rec = self.containers.get(name_or_id)
+        if rec.status != "running":
+            raise rterrors.Conflict(f"Container {rec.id} is not running", hint=f"start it: reconcile start {rec.name}")
+        pids: set[int] = set()
+        for d in cgroups.leaf_dirs(rec.cgroup_prefix or self.config.name_prefix, rec.id):
+            with contextlib.suppress(OSError):
+                pids |= {int(x) for x in (d / "cgroup.procs").read_text().split()}
+        try:
+            out = subprocess.run(["ps", *shlex.split(ps_args)], capture_output=True, text=True, timeout=30,
+                                 check=True).stdout.splitlines()
+        except subprocess.CalledProcessError as exc:
+            raise rterrors.RuntimeBackendError(f"ps {ps_args}: {(exc.stderr or '').strip() or exc}") from None
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise rterrors.RuntimeBackendError(f"ps {ps_args}: {exc}") from None
+        titles = out[0].split() if out else []
+        if "PID" not in titles:
+            raise rterrors.RuntimeBackendError(f"ps {ps_args} printed no PID column",
+                                               hint="keep pid among its columns (-o pid,...)")
+        col = titles.index("PID")
+        rows = []
+        for line in out[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+                rows.append(fields)
+        return titles, rows
+
     # -- networks (bridge networking when plugged in)
 
     def _net(self) -> Any:
@@ -632,7 +668,7 @@ class NativeRuntime:
 
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
                                           base.ImagePushing, base.Supervised, base.ArchiveTransfer,
-                                          base.Restarting]:
+                                          base.Restarting, base.Inspecting, base.ProcessListing]:
     """mypy checks here that the engine implements the protocol and every capability the
     executor and the CLI look for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

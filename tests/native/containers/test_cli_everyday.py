@@ -40,9 +40,13 @@ class Cli:
         assert code == 0, f"reconcile {command} {' '.join(args)} exited {code}: {err}"
         return out
 
-    def state(self, name: str) -> dict[str, Any]:
+    def inspect(self, name: str) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(self.ok("inspect", name))[0]
-        return doc["State"]
+        return doc
+
+    def state(self, name: str) -> dict[str, Any]:
+        state: dict[str, Any] = self.inspect(name)["State"]
+        return state
 
 
 @pytest.fixture
@@ -174,3 +178,48 @@ def test_rename_keeps_the_container_running_under_its_new_name(cli: Cli, busybox
         assert words in err, (args, err)
     assert cli.state("new")["Running"] is True
     assert json.loads(cli.ok("inspect", cid[:8]))[0]["Name"] == "/new"       # an id prefix names it too
+
+
+def test_port_lists_what_the_container_publishes_as_docker_port(cli: Cli, busybox_image: str) -> None:
+    from tests.helpers.ports import publish_ports
+
+    tcp, udp = publish_ports(2)
+    cli.ok("run", "-d", "--name", "web", "-p", f"127.0.0.1:{tcp}:80", "-p", f"{udp}:53/udp", busybox_image,
+           "sleep", "1000")
+    assert cli("port", "web") == (0, f"53/udp -> 0.0.0.0:{udp}\n80/tcp -> 127.0.0.1:{tcp}\n", "")
+    assert cli("port", "web", "80") == (0, f"127.0.0.1:{tcp}\n", "")
+    assert cli("port", "web", "80/tcp") == (0, f"127.0.0.1:{tcp}\n", "")
+    assert cli("port", "web", "53/udp") == (0, f"0.0.0.0:{udp}\n", "")
+    assert cli("port", "web", "53") == (1, "", "error: No public port '53' published for web\n")
+    assert cli("port", "web", "http")[0] == 1
+    assert "No such container: nosuch" in cli("port", "nosuch")[2]
+    cli.ok("stop", "-t", "0", "web")
+    assert cli("port", "web") == (0, "", "")            # a stopped container publishes nothing, as Docker's
+
+
+def test_top_lists_the_containers_processes_with_the_ps_options_given(cli: Cli, busybox_image: str) -> None:
+    cli.ok("run", "-d", "--name", "web", busybox_image, "sh", "-c", "sleep 1000 & exec sleep 1001")
+    until("both sleeps", lambda: cli.ok("top", "web").count("sleep 100") == 2)
+    lines = cli.ok("top", "web").splitlines()
+    assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert lines[0].startswith("UID" + " " * 17 + "PID" + " " * 17)          # docker top's alignment
+    pids = {int(line.split()[1]) for line in lines[1:]}
+    main_pid = cli.state("web")["Pid"]
+    assert main_pid in pids
+    assert len(pids) == 2
+    cid = cli.inspect("web")["Id"]
+    cgroup = next(Path("/sys/fs/cgroup").glob(f"pids/{cli.host.config.name_prefix}/**/{cid}/cgroup.procs"))
+    assert pids == {int(p) for p in cgroup.read_text().split()}           # the container's, no other
+    assert sorted(lines[1:], key=lambda line: int(line.split()[1]))[0].split()[7:] == ["sleep", "1001"]
+
+    custom = cli.ok("top", "web", "-o", "pid,comm").splitlines()
+    assert custom[0].split() == ["PID", "COMMAND"]
+    assert sorted(row.split()[1] for row in custom[1:]) == ["sleep", "sleep"]
+    code, _, err = cli("top", "web", "-o", "comm")
+    assert code == 1
+    assert "no PID column" in err
+
+    cli.ok("stop", "-t", "0", "web")
+    code, out, err = cli("top", "web")
+    assert (code, out) == (1, "")
+    assert "is not running" in err

@@ -1995,51 +1995,39 @@ class EngineApi:
         return {"ImagesDeleted": deleted, "SpaceReclaimed": space}
 
     def _stats(self, ident: str, q: Mapping[str, str]) -> Any:
-        """Docker's stats document from the container's cgroup files: one a second while
-        `stream` (the default), else one; a one-shot answer without `one-shot=1` has the CPU
-        counters of a second before in `precpu_stats`, as Docker's (so `docker stats --no-stream`
-        shows a CPU %)."""
+        """Docker's stats documents, the native engine's samples (`NativeRuntime.container_stats`):
+        one a second while `stream` (the default), each with the one before as `precpu_stats`;
+        else one; a one-shot answer without `one-shot=1` has the CPU counters of a second before
+        in `precpu_stats`, as Docker's (so `docker stats --no-stream` shows a CPU %)."""
         import time
 
-        from reconciler.runtime.native.containers import stats
+        from reconciler.runtime.native.backend import NEVER
 
-        manager = self.runtime.containers
-        cid = manager.get(ident).id
-        never = "0001-01-01T00:00:00Z"
+        rt = self.runtime
+        first = rt.container_stats(ident)           # NotFound: the 404
+        cid = first["id"]
 
-        def now() -> str:
-            return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
-
-        def take() -> tuple[Any, dict[str, Any], str] | None:
+        def take() -> dict[str, Any] | None:
             try:
-                rec = manager.get(cid)
+                return dict(rt.container_stats(cid))
             except rterrors.NotFound:
                 return None
-            if rec.status != "running":
-                return rec, stats.zero(), never
-            return rec, stats.sample(rec.cgroup_prefix or manager.config.name_prefix, rec.id, rec.pid), now()
 
-        def document(rec: Any, cur: dict[str, Any], read: str, pre: dict[str, Any], preread: str) -> dict[str, Any]:
-            return {"read": read, "preread": preread, **cur, "precpu_stats": pre["cpu_stats"],
-                    "name": "/" + rec.name, "id": rec.id}
+        def after(cur: dict[str, Any], pre: dict[str, Any]) -> dict[str, Any]:
+            return {**cur, "preread": pre["read"], "precpu_stats": pre["cpu_stats"]}
 
-        first = take()
-        if first is None:
-            raise HttpError(404, f"No such container: {ident}")
-        pre, preread = stats.zero(), never
         if not _flag(q, "stream", default=True):
-            if not _flag(q, "one-shot") and first[2] != never:
+            if not _flag(q, "one-shot") and first["read"] != NEVER:
                 time.sleep(1)
-                pre, preread = first[1], first[2]
-                first = take() or first
-            return document(*first, pre, preread)
+                return after(take() or first, first)
+            return first
 
         def stream() -> Iterator[bytes]:
-            nonlocal pre, preread
-            cur: tuple[Any, dict[str, Any], str] | None = first
+            cur: dict[str, Any] | None = first
+            pre: dict[str, Any] | None = None
             while cur is not None:
-                yield json.dumps(document(*cur, pre, preread)).encode() + b"\n"
-                pre, preread = cur[1], cur[2]
+                yield json.dumps(cur if pre is None else after(cur, pre)).encode() + b"\n"
+                pre = cur
                 for _ in range(4):
                     yield b""                       # the client may have gone
                     time.sleep(0.25)

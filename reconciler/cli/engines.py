@@ -41,6 +41,8 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("rename", "swarm"): "a service is named once: remove it and apply it under its new name",
     ("top", "swarm"): "a service's processes run on its nodes: use `docker top` there",
     ("top", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("stats", "swarm"): "a service's containers run on its nodes: use `docker stats` there",
+    ("stats", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
@@ -69,7 +71,7 @@ def is_native(args: argparse.Namespace) -> bool:
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
 FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "wait", "rename",
-                           "port", "top", "pull", "images", "inspect", "diff"})
+                           "port", "top", "stats", "pull", "images", "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

@@ -55,6 +55,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('rename', 'rename a container'),
     ('port', 'list port mappings or a specific mapping for the container'),
     ('top', 'display the running processes of a container'),
+    ('stats', "display a live stream of container(s) resource usage statistics"),
     ('rm', 'remove containers'),
     ('pause', 'pause all processes within containers'),
     ('unpause', 'unpause all processes within containers'),
@@ -149,6 +150,7 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("port", "1", "no such container, or the private port named is not published (a container that does not "
      "run publishes none)"),
     ("top", "1", "no such container, or it does not run"),
+    ("stats", "1", "some container named was not found: only the errors are printed, as docker stats"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "

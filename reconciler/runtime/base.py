@@ -11,7 +11,7 @@ verifies and returns the state.
 
 What only some engines can do is a capability: a small `runtime_checkable` protocol below
 (`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`, `Restarting`,
-`Inspecting`, `ProcessListing`) that callers test with `isinstance` before they use it, and say
+`Inspecting`, `ProcessListing`, `Statistics`) that callers test with `isinstance` before they use it, and say
 what is missing when it is not there.
 """
 
@@ -71,6 +71,7 @@ __all__ = [
     "Restarting",
     "Runtime",
     "ServiceEngine",
+    "Statistics",
     "Supervised",
     "SupervisionLoop",
     "TagOrigins",
@@ -659,6 +660,17 @@ class ProcessListing(Protocol):
 
     def top(self, name_or_id: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]: ...
     # (the titles, one row of fields per process)
+
+
+@runtime_checkable
+class Statistics(Protocol):
+    """An engine that samples a container's resource usage (`docker stats`): one sample of Docker's
+    stats document, as `GET /containers/{id}/stats?stream=0&one-shot=1` answers it: `read`,
+    `name`, `id`, `cpu_stats`, `memory_stats`, `pids_stats`, `blkio_stats`, `networks`
+    (`precpu_stats` empty: a CPU % is the difference of two samples); every counter empty for a
+    container that does not run."""
+
+    def container_stats(self, name_or_id: str) -> dict[str, Any]: ...
 
 
 @runtime_checkable

@@ -471,6 +471,12 @@ class EngineAPI:
                                          what=f"processes of container {ident}")
         return data
 
+    def container_stats(self, ident: str) -> dict[str, Any]:
+        """One sample of the container's stats (`stream=0`, `one-shot=1`: no wait for a second one)."""
+        data: dict[str, Any] = self._get(f"/containers/{_q(ident)}/stats", {"stream": "0", "one-shot": "1"},
+                                         what=f"stats of container {ident}")
+        return data
+
     def container_restart(self, ident: str, timeout: int | None) -> None:
         wait = None if timeout is None else timeout + _DEFAULT_TIMEOUT
         self._post(f"/containers/{_q(ident)}/restart", params={"t": timeout}, timeout=wait,

@@ -1153,6 +1153,10 @@ class DockerRuntime:
         """base.Inspecting: the engine's own `docker inspect` document of the container."""
         return self.api.container_inspect(name_or_id)
 
+    def container_stats(self, name_or_id: str) -> dict[str, Any]:
+        """base.Statistics: one sample of the engine's stats document."""
+        return self.api.container_stats(name_or_id)
+
     def top(self, name_or_id: str, ps_args: str = "-ef") -> tuple[list[str], list[list[str]]]:
         """base.ProcessListing: the engine's `docker top` (`GET /containers/{id}/top`)."""
         data = self.api.container_top(name_or_id, ps_args or None)
@@ -1376,7 +1380,8 @@ def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
 
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
-                                         base.ImagePushing, base.Restarting, base.Inspecting, base.ProcessListing]:
+                                         base.ImagePushing, base.Restarting, base.Inspecting, base.ProcessListing,
+                                         base.Statistics]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; it builds and pushes the Images with build: and push:)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

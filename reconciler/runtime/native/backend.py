@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.network import ipam
     from reconciler.runtime.native.network.network import Attachment, NetworkManager, RecoveryReport
 
-__all__ = ["WAIT_CONDITIONS", "ImageSource", "LazyNetwork", "NativeRuntime"]
+__all__ = ["NEVER", "WAIT_CONDITIONS", "ImageSource", "LazyNetwork", "NativeRuntime"]
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")      # Docker's, for wait_condition
+NEVER = "0001-01-01T00:00:00Z"      # Go's zero time: the `read` of a stats sample of a container not running
 
 
 class ImageSource(Protocol):
@@ -539,6 +540,26 @@ class NativeRuntime:
                 rows.append(fields)
         return titles, rows
 
+    def container_stats(self, name_or_id: str) -> dict[str, Any]:
+        """base.Statistics (`docker stats`, `reconcile stats`, the Engine API's stats): one sample
+        of the container's cgroup files and its network namespace's counters (`stats.sample`) as
+        Docker's stats document; for one that does not run every counter empty and `read` Go's
+        zero time, as dockerd answers."""
+        import time
+
+        from reconciler.runtime.native.containers import stats
+
+        rec = self.containers.get(name_or_id)
+        empty = stats.zero()
+        if rec.status != "running":
+            sample, read = empty, NEVER
+        else:
+            sample = stats.sample(rec.cgroup_prefix or self.config.name_prefix, rec.id, rec.pid)
+            now = time.time_ns()
+            read = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
+        return {"read": read, "preread": NEVER, **sample, "precpu_stats": empty["cpu_stats"], "name": "/" + rec.name,
+                "id": rec.id}
+
     # -- networks (bridge networking when plugged in)
 
     def _net(self) -> Any:
@@ -668,7 +689,7 @@ class NativeRuntime:
 
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
                                           base.ImagePushing, base.Supervised, base.ArchiveTransfer,
-                                          base.Restarting, base.Inspecting, base.ProcessListing]:
+                                          base.Restarting, base.Inspecting, base.ProcessListing, base.Statistics]:
     """mypy checks here that the engine implements the protocol and every capability the
     executor and the CLI look for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

@@ -223,3 +223,74 @@ def test_top_lists_the_containers_processes_with_the_ps_options_given(cli: Cli, 
     code, out, err = cli("top", "web")
     assert (code, out) == (1, "")
     assert "is not running" in err
+
+
+def _cgroup_file(cli: Cli, controller: str, cid: str, name: str) -> str:
+    return next(Path("/sys/fs/cgroup").glob(f"{controller}/{cli.host.config.name_prefix}/**/{cid}/{name}")).read_text()
+
+
+def _fetched(url: str) -> int:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return len(resp.read())
+    except OSError:
+        return -1
+
+
+def test_stats_are_the_cgroups_numbers_as_docker_stats_computes_them(cli: Cli, busybox_image: str) -> None:
+    import os
+
+    cli.ok("run", "-d", "--name", "hog", "-m", "64m", "--tmpfs", "/t", busybox_image, "sh", "-c",
+           "dd if=/dev/zero of=/t/f bs=1M count=8 2>/dev/null; touch /t/done; while :; do :; done")
+    cli.ok("run", "-d", "--name", "idle", busybox_image, "sh", "-c",
+           "head -c 50000 /bin/busybox > /tmp/blob; exec httpd -f -p 80 -h /tmp")
+    cli.ok("run", "-d", "--name", "off", busybox_image, "true")
+    until("hog's 8 MiB", lambda: cli("exec", "hog", "test", "-e", "/t/done")[0] == 0)
+    hog, idle = cli.inspect("hog")["Id"], cli.inspect("idle")
+    address = next(iter(idle["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    until("idle serves", lambda: cli("exec", "idle", "test", "-e", "/tmp/blob")[0] == 0)
+    until("its blob fetched", lambda: _fetched(f"http://{address}/blob") == 50000)
+    until("off exits", lambda: cli.state("off")["Status"] == "exited")
+
+    rows = {r["name"]: r for r in json.loads(cli.ok("stats", "--no-stream", "-o", "json", "hog", "idle", "off"))}
+    peak = int(_cgroup_file(cli, "memory", hog, "memory.max_usage_in_bytes"))
+    assert rows["hog"]["memory_limit"] == 64 * 2**20 == int(_cgroup_file(cli, "memory", hog, "memory.limit_in_bytes"))
+    assert 8 * 2**20 <= rows["hog"]["memory_usage"] <= peak             # its tmpfs file is its memory
+    assert rows["hog"]["memory_percent"] == round(rows["hog"]["memory_usage"] / (64 * 2**20) * 100, 2)
+    assert rows["hog"]["pids"] == int(_cgroup_file(cli, "pids", hog, "pids.current")) == 1
+    assert 20 <= rows["hog"]["cpu_percent"] <= 100 * (os.cpu_count() or 1) + 5     # a CPU-bound loop
+    assert rows["idle"]["cpu_percent"] < 5
+    dev = Path(f"/proc/{idle['State']['Pid']}/net/dev").read_text().splitlines()[2:]
+    eth0 = next(line.split(":", 1)[1].split() for line in dev if line.strip().startswith("eth0:"))
+    assert 50000 < rows["idle"]["net_tx"] <= int(eth0[8])               # the blob it sent, as counted
+    assert 0 < rows["idle"]["net_rx"] <= int(eth0[0])                   # the request
+    blkio = _cgroup_file(cli, "blkio", hog, "blkio.throttle.io_service_bytes_recursive")
+    assert rows["hog"]["block_write"] == sum(int(line.split()[2]) for line in blkio.splitlines()
+                                             if line.split()[1:2] == ["Write"])
+    assert {k: v for k, v in rows["off"].items() if k not in ("id", "name")} == {
+        "cpu_percent": 0.0, "memory_usage": 0, "memory_limit": 0, "memory_percent": 0.0, "net_rx": 0, "net_tx": 0,
+        "block_read": 0, "block_write": 0, "pids": 0}                   # not running: zeros, as dockerd's
+
+    table = cli.ok("stats", "--no-stream", "hog", "off").splitlines()
+    # docker's columns and tabwriter (a column its widest cell plus 3, 10 at least)
+    assert table[0].startswith("CONTAINER ID   NAME      CPU %     MEM USAGE / LIMIT   MEM %     NET I/O   ")
+    assert table[0].split("   ")[-2:] == ["BLOCK I/O", "PIDS"]
+    assert table[1].startswith(f"{hog[:12]}   hog       ")
+    assert " / 64MiB   " in table[1]
+    assert table[2].split()[1:] == ["off", "0.00%", "0B", "/", "0B", "0.00%", "0B", "/", "0B", "0B", "/", "0B", "0"]
+    # without names: the running ones (-a: all), newest first
+    assert [line.split()[1] for line in cli.ok("stats", "--no-stream").splitlines()[1:]] == ["idle", "hog"]
+    assert [line.split()[1] for line in cli.ok("stats", "--no-stream", "-a").splitlines()[1:]] == ["off", "idle", "hog"]
+    assert cli("stats", "--no-stream", "hog", "nosuch") == (1, "", "error: No such container: nosuch\n")
+    cli.ok("rm", "-f", "hog")               # (its busy loop)
+
+
+def test_stats_formats_sizes_as_the_docker_cli() -> None:
+    from reconciler.cli import cmd_stats
+
+    assert [cmd_stats.binary_size(n) for n in (0, 580, 499712, 25276182528, 64 * 2**20)] == \
+        ["0B", "580B", "488KiB", "23.54GiB", "64MiB"]
+    assert [cmd_stats.human_size(n) for n in (0, 648, 1090, 2048, 999500, 12_345_678)] == \
+        ["0B", "648B", "1.09kB", "2.05kB", "1e+03kB", "12.3MB"]

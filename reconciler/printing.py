@@ -2,6 +2,7 @@
 
     print_table(rows, columns)      left-aligned columns laid out as `docker ps` lays them out
     print_cells(lines, min_width)   lines of cells aligned as Go's tabwriter aligns docker's tables
+    binary_size(n), human_size(n)   sizes as the docker CLI writes them (`488KiB`; `1.09kB`)
     print_json(data)                pretty, stable JSON (sorted keys)
     print_yaml(data)                the JSON form of `data` as YAML (block style, sorted keys)
     print_data(data, fmt)           JSON or YAML
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from typing import Any, TextIO
 
-__all__ = ["print_cells", "print_data", "print_json", "print_table", "print_yaml"]
+__all__ = ["binary_size", "human_size", "print_cells", "print_data", "print_json", "print_table", "print_yaml"]
 
 
 def print_json(data: Any, *, file: TextIO | None = None) -> None:
@@ -85,3 +86,24 @@ def print_cells(
     for line in lines:
         cells = [c.ljust(widths[i]) for i, c in enumerate(line[:-1])]
         out.write(("".join(cells) + (line[-1] if line else "")).rstrip() + "\n")
+
+
+def binary_size(n: float) -> str:
+    """go-units' BytesSize: `488KiB`, `23.54GiB` (base 1024, four significant digits: `docker
+    stats`' memory)."""
+    return _size(n, 1024.0, ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"), 4)
+
+
+def human_size(n: float, precision: int = 3) -> str:
+    """go-units' HumanSizeWithPrecision: `1.09kB`, `648B` (base 1000; `docker stats`' I/O and `docker
+    cp`'s byte count with 3 significant digits, `docker system df`'s sizes with 4: HumanSize)."""
+    return _size(n, 1000.0, ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"), precision)
+
+
+def _size(n: float, base: float, units: tuple[str, ...], precision: int) -> str:
+    i = 0
+    value = float(n)
+    while value >= base and i < len(units) - 1:
+        value /= base
+        i += 1
+    return f"{value:.{precision}g}{units[i]}"

@@ -769,16 +769,6 @@ def _after(before: list[base.LogLine], hijack: Hijack, want: set[str], raw: bool
     return Hijack(itertools.chain(past, hijack.frames), hijack.stdin)
 
 
-def _closing(chunks: Iterator[bytes], fd: int) -> Iterator[bytes]:
-    """`chunks`, then `fd` closed (a stopped container's copy view: its mounts live until the
-    tar has been read; -1: nothing to close)."""
-    try:
-        yield from chunks
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
 def _flag(q: Mapping[str, str], key: str, *, default: bool = False) -> bool:
     """A boolean query parameter as Docker reads one: absent is `default`; "", 0, no, false
     and none (any case) are false; anything else (1, true, True as docker-py sends it) is true."""
@@ -1776,40 +1766,34 @@ class EngineApi:
 
     def _archive(self, method: str, ident: str, q: Mapping[str, str],
                  raw: Callable[[], Any] | None) -> tuple[int, Any]:
-        """docker cp: HEAD stats a path, GET reads it as a tar, PUT unpacks a tar into a
-        directory (through the layer extractor); paths resolved inside the container."""
+        """docker cp, the native engine's (base.PathCopying): HEAD stats a path, GET reads it as a
+        tar, PUT unpacks a tar into a directory (through the layer extractor; `copyUIDGID`: owned
+        by the container's user); paths resolved inside the container, relative ones from `/`."""
         from reconciler.runtime.native.containers import copying
 
+        rt = self.runtime
         path = q.get("path") or ""
-        if not path.startswith("/"):
-            raise HttpError(400, f"path {path!r} must be absolute")
-        fd, keep = self.runtime.containers.open_view(ident)   # keep: a stopped one's mounts, while open
-        streaming = False
-        try:
-            if method == "PUT":
-                if raw is None:
-                    raise HttpError(400, "the request has no body")
-                stream = raw()
-                try:
-                    copying.extract(fd, path, stream)
-                except BaseException:
-                    # read the rest of the tar before answering: a client still sending it (the
-                    # docker CLI streams it chunked) would get a broken pipe instead of the error
-                    with contextlib.suppress(Exception):
-                        while stream.read(1 << 16):
-                            pass
-                    raise
-                return 200, None
-            header = {"X-Docker-Container-Path-Stat": copying.stat_header(copying.path_stat(fd, path))}
-            if method == "HEAD":
-                return 200, WithHeaders(None, header)
-            chunks = copying.archive(fd, path)
-            streaming = True
-            return 200, WithHeaders(_closing(chunks, keep), {**header, "Content-Type": "application/x-tar"})
-        finally:
-            os.close(fd)            # archive() has its own: it opened the path's parent
-            if keep >= 0 and not streaming:
-                os.close(keep)
+        if not path:
+            raise HttpError(400, "path is required")
+        if method == "PUT":
+            if raw is None:
+                raise HttpError(400, "the request has no body")
+            stream = raw()
+            try:
+                rt.write_archive(ident, path, stream, copy_uid_gid=_flag(q, "copyUIDGID"))
+            except BaseException:
+                # read the rest of the tar before answering: a client still sending it (the
+                # docker CLI streams it chunked) would get a broken pipe instead of the error
+                with contextlib.suppress(Exception):
+                    while stream.read(1 << 16):
+                        pass
+                raise
+            return 200, None
+        if method == "HEAD":
+            return 200, WithHeaders(None, {"X-Docker-Container-Path-Stat": copying.stat_header(rt.stat_path(ident, path))})
+        stat, chunks = rt.read_archive(ident, path)
+        return 200, WithHeaders(chunks, {"X-Docker-Container-Path-Stat": copying.stat_header(stat),
+                                         "Content-Type": "application/x-tar"})
 
     def _top(self, ident: str, ps_args: str) -> dict[str, Any]:
         """docker top: the native engine's (`NativeRuntime.top`: the host's `ps` with the client's

@@ -146,6 +146,7 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace, *, stream: bool
     import io
     import sys
 
+    from reconciler import printing
     from reconciler.cli import output
 
     if output.wants_data(args):
@@ -154,9 +155,10 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace, *, stream: bool
         return
     cells = [list(COLUMNS)] + [[
         r["id"] if args.no_trunc else r["id"][:12], r["name"], f"{r['cpu_percent']:.2f}%",
-        f"{binary_size(r['memory_usage'])} / {binary_size(r['memory_limit'])}", f"{r['memory_percent']:.2f}%",
-        f"{human_size(r['net_rx'])} / {human_size(r['net_tx'])}",
-        f"{human_size(r['block_read'])} / {human_size(r['block_write'])}", str(r["pids"])] for r in rows]
+        f"{printing.binary_size(r['memory_usage'])} / {printing.binary_size(r['memory_limit'])}",
+        f"{r['memory_percent']:.2f}%", f"{printing.human_size(r['net_rx'])} / {printing.human_size(r['net_tx'])}",
+        f"{printing.human_size(r['block_read'])} / {printing.human_size(r['block_write'])}", str(r["pids"])]
+        for r in rows]
     text = io.StringIO()
     output.print_cells(cells, min_width=10, file=text)
     if stream:
@@ -164,22 +166,3 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace, *, stream: bool
     else:
         sys.stdout.write(text.getvalue())
     sys.stdout.flush()
-
-
-def binary_size(n: float) -> str:
-    """go-units' BytesSize: `488KiB`, `23.54GiB` (base 1024, four significant digits)."""
-    return _size(n, 1024.0, ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"), 4)
-
-
-def human_size(n: float) -> str:
-    """go-units' HumanSizeWithPrecision(n, 3): `1.09kB`, `648B` (base 1000)."""
-    return _size(n, 1000.0, ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"), 3)
-
-
-def _size(n: float, base: float, units: tuple[str, ...], precision: int) -> str:
-    i = 0
-    value = float(n)
-    while value >= base and i < len(units) - 1:
-        value /= base
-        i += 1
-    return f"{value:.{precision}g}{units[i]}"

@@ -43,6 +43,8 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("top", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("stats", "swarm"): "a service's containers run on its nodes: use `docker stats` there",
     ("stats", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("cp", "swarm"): "a service's containers run on its nodes: use `docker cp` there",
+    ("cp", "fake"): "the fake engine keeps no files: use --runtime native or docker",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
@@ -71,7 +73,7 @@ def is_native(args: argparse.Namespace) -> bool:
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
 FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "wait", "rename",
-                           "port", "top", "stats", "pull", "images", "inspect", "diff"})
+                           "port", "top", "stats", "cp", "pull", "images", "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

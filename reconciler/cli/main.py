@@ -56,6 +56,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('port', 'list port mappings or a specific mapping for the container'),
     ('top', 'display the running processes of a container'),
     ('stats', "display a live stream of container(s) resource usage statistics"),
+    ('cp', 'copy files/folders between a container and the local filesystem'),
     ('rm', 'remove containers'),
     ('pause', 'pause all processes within containers'),
     ('unpause', 'unpause all processes within containers'),
@@ -151,6 +152,9 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "run publishes none)"),
     ("top", "1", "no such container, or it does not run"),
     ("stats", "1", "some container named was not found: only the errors are printed, as docker stats"),
+    ("cp", "1", "nothing or not all was copied: no such container or path, a destination docker cp refuses "
+     "(a directory onto a file, a file into a directory that is not there), an entry that would land outside "
+     "the destination"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "

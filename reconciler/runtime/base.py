@@ -11,7 +11,7 @@ verifies and returns the state.
 
 What only some engines can do is a capability: a small `runtime_checkable` protocol below
 (`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`, `Restarting`,
-`Inspecting`, `ProcessListing`, `Statistics`) that callers test with `isinstance` before they use it, and say
+`Inspecting`, `ProcessListing`, `Statistics`, `PathCopying`) that callers test with `isinstance` before they use it, and say
 what is missing when it is not there.
 """
 
@@ -61,6 +61,7 @@ __all__ = [
     "Mount",
     "NetworkConfig",
     "NetworkState",
+    "PathCopying",
     "PortMapping",
     "ProcessListing",
     "ProgressCallback",
@@ -671,6 +672,24 @@ class Statistics(Protocol):
     container that does not run."""
 
     def container_stats(self, name_or_id: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class PathCopying(Protocol):
+    """An engine that copies files in and out of a container (`docker cp`'s engine half: its
+    archive endpoints), running or stopped, paths resolved inside the container (relative ones
+    from `/`); `runtime/pathcopy.py` is the client half, which decides what to send and where."""
+
+    def stat_path(self, name_or_id: str, path: str) -> dict[str, Any]: ...
+    # Docker's PathStat (name, size, mode as Go's os.FileMode bits, mtime, linkTarget); NotFound
+
+    def read_archive(self, name_or_id: str, path: str) -> tuple[dict[str, Any], Iterator[bytes]]: ...
+    # its PathStat and `path` as a tar stream (entries named from its last component; `DIR/.`
+    # from `.`), which holds what it reads through until read to its end or closed
+
+    def write_archive(self, name_or_id: str, path: str, src: IO[bytes], *, copy_uid_gid: bool = False) -> None: ...
+    # the tar stream `src` unpacked into the directory `path`; `copy_uid_gid` (`docker cp -a`):
+    # every entry owned by the container's user, as dockerd chowns it
 
 
 @runtime_checkable

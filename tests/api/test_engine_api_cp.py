@@ -73,7 +73,12 @@ def test_docker_cp_both_ways(engine_api: str, busybox_image: str, tmp_path: Path
             assert member.read() == b"into the volume\n"
         missing = docker(engine_api, "cp", "box:/nope", str(tmp_path / "x"), check=False)
         assert missing.returncode != 0
-        assert "Could not find the file /nope" in missing.stderr
+        assert "Could not find the file /nope in container box" in missing.stderr      # dockerd's words
+        # `DIR/.`: its content, named from `.` as dockerd names it; a relative path is from `/`
+        docker(engine_api, "cp", "box:/tmp/copied/.", str(tmp_path / "content"))
+        assert sorted(p.name for p in (tmp_path / "content").iterdir()) == ["sub"]
+        docker(engine_api, "cp", "box:tmp/copied/sub", str(tmp_path / "relative"))
+        assert (tmp_path / "relative" / "deep.txt").read_text() == "deep\n"
 
         docker(engine_api, "stop", "-t", "0", "box")                                  # a stopped one: its rootfs
         docker(engine_api, "cp", "box:/tmp/copied/sub/deep.txt", str(tmp_path / "from-stopped.txt"))

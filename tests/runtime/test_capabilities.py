@@ -3,7 +3,7 @@ executor finds them with isinstance: renaming (start-first updates), connecting 
 network again (a container found off one of its networks), building and pushing
 images, supervision loops its holder must run, host plumbing it makes again when asked, archive transfer (container import), a cluster
 whose containers are services (Swarm: tests/swarm/test_mapping.py), a restart in one step
-(`reconcile restart`), a container's inspect document (`port`), processes (`top`) and usage (`stats`)."""
+(`reconcile restart`), a container's inspect document (`port`), processes (`top`) and usage (`stats`), files copied in and out (`cp`)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ from reconciler.runtime import base
 
 PROTOCOLS = (base.Renaming, base.Connecting, base.ImageBuilding, base.ImagePushing, base.Supervised, base.Healing,
              base.ArchiveTransfer, base.ServiceEngine, base.Restarting, base.Inspecting, base.ProcessListing,
-             base.Statistics)
+             base.Statistics, base.PathCopying)
 CAPABILITIES = {
     "fake": {"Renaming", "Connecting"},
     "native": {"Renaming", "Connecting", "ImageBuilding", "ImagePushing", "Supervised", "Healing", "ArchiveTransfer",
-               "Restarting", "Inspecting", "ProcessListing", "Statistics"},
+               "Restarting", "Inspecting", "ProcessListing", "Statistics", "PathCopying"},
     # dockerd supervises its containers itself; it builds and pushes an Image with build: (POST /build)
     "docker": {"Renaming", "Connecting", "ImageBuilding", "ImagePushing", "ArchiveTransfer", "Restarting", "Inspecting",
-               "ProcessListing", "Statistics"},
+               "ProcessListing", "Statistics", "PathCopying"},
     # Podman restarts its containers itself; its healthchecks are reconciler's loop (podman.py)
     "podman": {"Renaming", "Connecting", "ImageBuilding", "ImagePushing", "ArchiveTransfer", "Supervised",
-               "Restarting", "Inspecting", "ProcessListing", "Statistics"},
+               "Restarting", "Inspecting", "ProcessListing", "Statistics", "PathCopying"},
 }
 
 

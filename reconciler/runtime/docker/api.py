@@ -584,10 +584,31 @@ class EngineAPI:
                 said += [x.strip() for x in str(msg.get("stream", "")).splitlines() if x.strip()]
         return said
 
-    def container_put_archive(self, ident: str, path: str, chunks: Iterator[bytes]) -> None:
-        """PUT /containers/{id}/archive: unpack a tar at `path` (volumes mounted there included)."""
-        self._send("PUT", f"/containers/{_q(ident)}/archive", params={"path": path}, content=chunks,
+    def container_put_archive(self, ident: str, path: str, chunks: Iterator[bytes], *,
+                              copy_uid_gid: bool = False) -> None:
+        """PUT /containers/{id}/archive: unpack a tar at `path` (volumes mounted there included);
+        `copy_uid_gid` (`docker cp -a`): owned by the container's user."""
+        self._send("PUT", f"/containers/{_q(ident)}/archive",
+                   params={"path": path, "copyUIDGID": "1" if copy_uid_gid else None}, content=chunks,
                    timeout=None, what=f"copy into container {ident}")
+
+    def container_stat_path(self, ident: str, path: str) -> dict[str, Any]:
+        """HEAD /containers/{id}/archive: the PathStat of `path` (its X-Docker-Container-Path-Stat)."""
+        resp = self._send("HEAD", f"/containers/{_q(ident)}/archive", params={"path": path},
+                          what=f"stat {path} in container {ident}")
+        raw = resp.headers.get("X-Docker-Container-Path-Stat", "")
+        try:
+            stat: dict[str, Any] = json.loads(base64.b64decode(raw)) if raw else {}
+        except ValueError:
+            raise errors.Unavailable(f"{self.what} answered a stat of {path} with {raw[:100]!r}") from None
+        return stat
+
+    @contextlib.contextmanager
+    def container_get_archive(self, ident: str, path: str) -> Iterator[Iterator[bytes]]:
+        """GET /containers/{id}/archive: `path` as a tar stream."""
+        with self._stream("GET", f"/containers/{_q(ident)}/archive", params={"path": path}, timeout=None,
+                          what=f"copy {path} from container {ident}") as chunks:
+            yield chunks
 
     def volume_list(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         data = self._get("/volumes", _filters(labels)) or {}

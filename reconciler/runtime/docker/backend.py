@@ -1153,6 +1153,28 @@ class DockerRuntime:
         """base.Inspecting: the engine's own `docker inspect` document of the container."""
         return self.api.container_inspect(name_or_id)
 
+    def stat_path(self, name_or_id: str, path: str) -> dict[str, Any]:
+        """base.PathCopying: the engine's PathStat (`HEAD /containers/{id}/archive`)."""
+        try:
+            return self.api.container_stat_path(name_or_id, path)
+        except errors.NotFound:
+            self.api.container_inspect(name_or_id)          # no such container: its own words
+            raise errors.NotFound(f"Could not find the file {path} in container {name_or_id}") from None
+
+    def read_archive(self, name_or_id: str, path: str) -> tuple[dict[str, Any], Iterator[bytes]]:
+        """base.PathCopying: its PathStat, then `GET /containers/{id}/archive` streamed."""
+        stat = self.stat_path(name_or_id, path)
+
+        def chunks() -> Iterator[bytes]:
+            with self.api.container_get_archive(name_or_id, path) as body:
+                yield from body
+        return stat, chunks()
+
+    def write_archive(self, name_or_id: str, path: str, src: IO[bytes], *, copy_uid_gid: bool = False) -> None:
+        """base.PathCopying: `PUT /containers/{id}/archive` of the tar stream `src`."""
+        self.api.container_put_archive(name_or_id, path, iter(lambda: src.read(1 << 16), b""),
+                                       copy_uid_gid=copy_uid_gid)
+
     def container_stats(self, name_or_id: str) -> dict[str, Any]:
         """base.Statistics: one sample of the engine's stats document."""
         return self.api.container_stats(name_or_id)
@@ -1381,7 +1403,7 @@ def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
                                          base.ImagePushing, base.Restarting, base.Inspecting, base.ProcessListing,
-                                         base.Statistics]:
+                                         base.Statistics, base.PathCopying]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; it builds and pushes the Images with build: and push:)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

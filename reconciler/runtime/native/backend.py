@@ -11,6 +11,7 @@ Nothing heavy is imported for a container on networks "none" or "host", so `run`
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -560,6 +561,76 @@ class NativeRuntime:
         return {"read": read, "preread": NEVER, **sample, "precpu_stats": empty["cpu_stats"], "name": "/" + rec.name,
                 "id": rec.id}
 
+    # -- docker cp (base.PathCopying): the container's view, its paths resolved inside it
+
+    def stat_path(self, name_or_id: str, path: str) -> dict[str, Any]:
+        """Docker's PathStat of `path` in the container (its last component not followed): name,
+        size, mode (Go's os.FileMode bits), mtime, linkTarget; NotFound when it is not there. A
+        relative path is from `/`, as dockerd reads it."""
+        from reconciler.runtime.native.containers import copying
+
+        fd, keep = self.containers.open_view(name_or_id)
+        try:
+            with _naming(name_or_id):
+                return copying.path_stat(fd, _absolute(path))
+        finally:
+            os.close(fd)
+            if keep >= 0:
+                os.close(keep)
+
+    def read_archive(self, name_or_id: str, path: str) -> tuple[dict[str, Any], Iterator[bytes]]:
+        """`path` in the container as a tar stream (`containers/copying.py` `archive`: entries named
+        from its last component, `DIR/.` from `.`), with its PathStat; the stream holds what it
+        reads through (a stopped container's copy view: `ContainerManager.open_view`) until it is
+        read to its end or closed. NotFound before any byte when `path` is not there."""
+        from reconciler.runtime.native.containers import copying
+
+        path = _absolute(path)
+        fd, keep = self.containers.open_view(name_or_id)
+        try:
+            with _naming(name_or_id):
+                stat = copying.path_stat(fd, path)
+                chunks = copying.archive(fd, path)      # (its own fd of the path's parent)
+        except BaseException:
+            if keep >= 0:
+                os.close(keep)
+            raise
+        finally:
+            os.close(fd)
+
+        def held() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            finally:
+                if keep >= 0:
+                    os.close(keep)
+        return stat, held()
+
+    def write_archive(self, name_or_id: str, path: str, src: IO[bytes], *, copy_uid_gid: bool = False) -> None:
+        """The tar stream `src` unpacked into the directory `path` of the container through the
+        layer extractor (nothing reaches outside it); its entries' owners as the archive has them,
+        or with `copy_uid_gid` (`docker cp -a`) the container's user's (its `User`, looked up in
+        its own /etc/passwd and /etc/group; the archive's when it has none), as dockerd chowns
+        them. NotFound / InvalidArgument when `path` is not a directory there."""
+        from reconciler.runtime.native.containers import bundle, copying
+
+        path = _absolute(path)
+        owner = None
+        fd, keep = self.containers.open_view(name_or_id)
+        try:
+            if copy_uid_gid:
+                rec = self.containers.get(name_or_id)
+                user = rec.config.user if rec.config.user is not None else rec.image_config.get("User", "")
+                if user:
+                    who = bundle.resolve_user(Path(f"/proc/self/fd/{fd}"), user)
+                    owner = (who.uid, who.gid)
+            with _naming(name_or_id):
+                copying.extract(fd, path, cast(BinaryIO, src), owner=owner)
+        finally:
+            os.close(fd)
+            if keep >= 0:
+                os.close(keep)
+
     # -- networks (bridge networking when plugged in)
 
     def _net(self) -> Any:
@@ -687,9 +758,26 @@ class NativeRuntime:
         return inspection.document(self.containers, self.containers.get(name_or_id))
 
 
+@contextlib.contextmanager
+def _naming(container: str) -> Iterator[None]:
+    """A path not found in a container said as dockerd says it: naming the container."""
+    try:
+        yield
+    except rterrors.NotFound as exc:
+        if not exc.message.endswith(" in container"):
+            raise
+        raise rterrors.NotFound(f"{exc.message} {container}", hint=exc.hint) from None
+
+
+def _absolute(path: str) -> str:
+    """A container path as dockerd reads it: relative ones from `/`, a trailing `/` or `/.` kept."""
+    return path if path.startswith("/") else "/" + path
+
+
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
                                           base.ImagePushing, base.Supervised, base.ArchiveTransfer,
-                                          base.Restarting, base.Inspecting, base.ProcessListing, base.Statistics]:
+                                          base.Restarting, base.Inspecting, base.ProcessListing, base.Statistics,
+                                          base.PathCopying]:
     """mypy checks here that the engine implements the protocol and every capability the
     executor and the CLI look for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

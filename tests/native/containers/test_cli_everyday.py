@@ -288,9 +288,99 @@ def test_stats_are_the_cgroups_numbers_as_docker_stats_computes_them(cli: Cli, b
 
 
 def test_stats_formats_sizes_as_the_docker_cli() -> None:
-    from reconciler.cli import cmd_stats
+    from reconciler import printing
 
-    assert [cmd_stats.binary_size(n) for n in (0, 580, 499712, 25276182528, 64 * 2**20)] == \
+    assert [printing.binary_size(n) for n in (0, 580, 499712, 25276182528, 64 * 2**20)] == \
         ["0B", "580B", "488KiB", "23.54GiB", "64MiB"]
-    assert [cmd_stats.human_size(n) for n in (0, 648, 1090, 2048, 999500, 12_345_678)] == \
+    assert [printing.human_size(n) for n in (0, 648, 1090, 2048, 999500, 12_345_678)] == \
         ["0B", "648B", "1.09kB", "2.05kB", "1e+03kB", "12.3MB"]
+
+
+def test_cp_both_ways_keeps_bytes_modes_and_owners_as_docker_cp(
+        cli: Cli, busybox_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import io
+    import sys
+    import tarfile
+
+    cli.ok("run", "-d", "--name", "box", busybox_image, "sh", "-c",
+           "mkdir -p /d/sub; head -c 3000 /bin/busybox > /d/f; echo x > /d/sub/g; chown 1234:5678 /d/f; "
+           "chmod 640 /d/f; ln -s /d/f /d/link; exec sleep 1000")
+    cli.ok("run", "-d", "--name", "app", "-u", "app", busybox_image, "sleep", "1000")
+    until("box's files", lambda: cli("exec", "box", "test", "-L", "/d/link")[0] == 0)
+    blob = Path("/bin/busybox").read_bytes()[:3000]
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+
+    # out of the container: its bytes, mode and time; owned by who copies (docker cp's NoLchown)
+    assert cli("cp", "box:/d/f", "f.out") == (0, "", "")           # not a terminal: nothing said
+    assert (here / "f.out").read_bytes() == blob
+    st = os.stat(here / "f.out")
+    assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o640, os.geteuid(), os.getegid())
+    assert int(st.st_mtime) == int(cli.ok("exec", "box", "stat", "-c", "%Y", "/d/f"))
+    cli.ok("cp", "box:/d", ".")                                     # a directory: into the one there
+    assert (here / "d" / "sub" / "g").read_text() == "x\n"
+    assert os.readlink(here / "d" / "link") == "/d/f"               # a symlink stays one
+    cli.ok("cp", "box:/d/.", "flat")                                # its content, under a new name
+    assert sorted(p.name for p in (here / "flat").iterdir()) == ["f", "link", "sub"]
+    cli.ok("cp", "-L", "box:/d/link", "followed")                   # -L: the target, named as the link
+    assert (here / "followed").read_bytes() == blob
+    code, out, err = cli("cp", "box:/d", "f.out")
+    assert (code, out) == (1, "")
+    assert "cannot copy directory" in err
+    assert cli("cp", "box:/nope", "x")[2].startswith("error: Could not find the file /nope in container box")
+
+    # into it: the files' owners, modes and bytes as they are here; -a: the container's user's
+    src = tmp_path / "src"
+    (src / "inner").mkdir(parents=True)
+    (src / "inner" / "a").write_bytes(blob)
+    os.chmod(src / "inner" / "a", 0o604)
+    os.chown(src / "inner" / "a", 4321, 8765)
+    (src / "t").write_text("top\n")
+    cli.ok("cp", str(src / "inner" / "a"), "box:/tmp/")
+    cli.ok("cp", str(src), "box:/tmp/copied")
+    stat_a = "stat -c '%a %u:%g %s' /tmp/a /tmp/copied/inner/a; sha256sum /tmp/a | head -c 64"
+    assert cli.ok("exec", "box", "sh", "-c", stat_a).split() == [
+        "604", "4321:8765", "3000", "604", "4321:8765", "3000", hashlib.sha256(blob).hexdigest()]
+    assert cli.ok("exec", "box", "cat", "/tmp/copied/t") == "top\n"
+    cli.ok("cp", "-a", str(src / "t"), "app:/tmp/t")
+    cli.ok("cp", str(src / "t"), "app:/tmp/t.plain")
+    assert cli.ok("exec", "app", "stat", "-c", "%u:%g", "/tmp/t", "/tmp/t.plain").split() == ["1000:1000", "0:0"]
+    code, _, err = cli("cp", str(src / "t"), "box:/nowhere/x")
+    assert code == 1
+    assert "Could not find the file /nowhere in container box" in err
+
+    # `-` both ways: a tar on stdout, and one from stdin unpacked into a directory
+    out, captured = io.BytesIO(), sys.stdout
+    wrapper = io.TextIOWrapper(out)
+    sys.stdout = wrapper
+    try:
+        assert main(["cp", *cli.host.cli_args(), "box:/d/sub", "-"]) == 0
+        wrapper.flush()
+        written = out.getvalue()
+    finally:
+        sys.stdout = captured
+    with tarfile.open(fileobj=io.BytesIO(written)) as tar:
+        assert sorted(tar.getnames()) == ["sub", "sub/g"]
+    given = io.BytesIO()
+    with tarfile.open(fileobj=given, mode="w") as tar:
+        info = tarfile.TarInfo("in/piped")
+        info.size, info.mode, info.uid = 5, 0o600, 77
+        tar.addfile(info, io.BytesIO(b"piped"))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(given.getvalue())))
+    assert cli("cp", "-", "box:/tmp") == (0, "", "")
+    assert cli.ok("exec", "box", "sh", "-c", "stat -c '%a %u' /tmp/in/piped; cat /tmp/in/piped").split() == \
+        ["600", "77", "piped"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(given.getvalue())))
+    code, _, err = cli("cp", "-", "box:/tmp/a")
+    assert code == 1
+    assert 'destination "box:/tmp/a" must be a directory' in err
+
+    # a stopped container: copied into and out of, its files where its next start finds them
+    cli.ok("stop", "-t", "0", "box")
+    cli.ok("cp", str(src / "t"), "box:/d/while-stopped")
+    cli.ok("cp", "box:/d/while-stopped", "back")
+    assert (here / "back").read_text() == "top\n"
+    cli.ok("start", "box")
+    assert cli.ok("exec", "box", "cat", "/d/while-stopped") == "top\n"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from reconciler.runtime import errors as rterrors
+from reconciler.runtime import pathcopy
 from reconciler.runtime.native import openat2
 from reconciler.runtime.native.images import layers
 
@@ -146,16 +147,24 @@ def _add(tar: tarfile.TarFile, pfd: int, base: str, name: str) -> None:
     # sockets have no tar form: left out, as Docker does
 
 
+def _names_dot(path: str) -> bool:
+    """Whether `path` ends in `/.` (`docker cp CTR:/dir/. DEST`): a directory's content is asked
+    for, its entries named `./...` as dockerd names them, so they land in DEST itself."""
+    return posixpath.basename(path.rstrip("/") if path.rstrip("/") else path) == "."
+
+
 def archive(root_fd: int, path: str) -> Iterator[bytes]:
     """`path` as a tar stream, its entries named from its last component (a directory's
-    content below it; for `/`, its entries by their own names: `docker export`). Raises
-    NotFound before the stream starts when `path` does not exist."""
+    content below it; `DIR/.`: from `.`, dockerd's names; for `/`, its entries by their own
+    names: `docker export`). Raises NotFound before the stream starts when `path` does not
+    exist."""
     pfd, base = _open_parent(root_fd, path)
     try:
-        _lstat(pfd, base, path)
+        st = _lstat(pfd, base, path)
     except BaseException:
         os.close(pfd)
         raise
+    top = "." if base and stat.S_ISDIR(st.st_mode) and _names_dot(path) else base
     if not base:                                   # the root itself: its entries, named from there
         os.close(pfd)
         pfd = openat2.open_in_root(root_fd, "/", _O_DIR)
@@ -163,9 +172,10 @@ def archive(root_fd: int, path: str) -> Iterator[bytes]:
 
     def produce() -> None:
         try:
-            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            # (Go's tar writer's end, as dockerd's: no padding to a 10 KiB record)
+            with pathcopy.UnpaddedTar.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for name in ([base] if base else sorted(os.listdir(pfd))):
-                    _add(tar, pfd, name, name)
+                    _add(tar, pfd, name, top if base else name)
             out.q.put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading side
             out.q.put(exc)
@@ -192,9 +202,11 @@ def archive(root_fd: int, path: str) -> Iterator[bytes]:
     return chunks()
 
 
-def extract(root_fd: int, path: str, src: BinaryIO, *, limits: layers.Limits | None = None) -> None:
+def extract(root_fd: int, path: str, src: BinaryIO, *, limits: layers.Limits | None = None,
+            owner: tuple[int, int] | None = None) -> None:
     """Unpack the tar stream `src` into the directory `path` through the layer extractor: no
-    entry reaches outside that directory; owners, modes and times as the archive has them."""
+    entry reaches outside that directory; owners, modes and times as the archive has them, or
+    every entry owned by `owner` (uid, gid: `docker cp -a` into a container with a user)."""
     try:
         dfd = openat2.open_in_root(root_fd, path, _O_DIR)
     except FileNotFoundError:
@@ -202,7 +214,7 @@ def extract(root_fd: int, path: str, src: BinaryIO, *, limits: layers.Limits | N
     except NotADirectoryError:
         raise rterrors.InvalidArgument(f"extraction point is not a directory: {path}") from None
     try:
-        layers.apply_layer(src, Path(f"/proc/self/fd/{dfd}"), limits=limits, root_attrs=False)
+        layers.apply_layer(src, Path(f"/proc/self/fd/{dfd}"), limits=limits, root_attrs=False, owner=owner)
     except layers.LayerError as exc:
         raise rterrors.InvalidArgument(f"cannot unpack the archive into {path}: {exc.message}",
                                        hint=exc.hint) from None

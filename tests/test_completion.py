@@ -60,6 +60,13 @@ def test_bash_completes_commands_subcommands_flags_and_choices(bin_dir: Path) ->
     assert complete(bin_dir, "reconcile completion ") == ["bash", "fish", "zsh"]
     assert complete(bin_dir, "reconcile --log-level d") == ["debug"]
     assert complete(bin_dir, "reconcile --root /x ps --no-") == ["--no-trunc"]   # an option before the command
+    # the everyday docker commands: their subcommands and flags
+    assert complete(bin_dir, "reconcile sys") == ["system"]
+    assert complete(bin_dir, "reconcile system ") == ["df", "prune"]
+    assert complete(bin_dir, "reconcile container pr") == ["prune"]
+    assert complete(bin_dir, "reconcile system prune --vol") == ["--volumes"]
+    assert complete(bin_dir, "reconcile stats --no-s") == ["--no-stream"]
+    assert complete(bin_dir, "reconcile cp --follow") == ["--follow-link"]
 
 
 @pytest.mark.root
@@ -75,6 +82,8 @@ def test_bash_completes_the_names_of_an_engines_objects(tmp_path: Path, bin_dir:
 
         assert complete(bin_dir, f"reconcile logs {where} sh") == ["shopweb"]
         assert complete(bin_dir, f"reconcile {where} stop ") == ["other", "shopweb"]   # options first
+        for command in ("restart", "kill", "wait", "rename", "port", "top", "stats"):
+            assert complete(bin_dir, f"reconcile {command} {where} sh") == ["shopweb"], command
         assert complete(bin_dir, f"reconcile rmi {where} 127") == [ref]
         assert complete(bin_dir, f"reconcile network {where} inspect sh") == ["shopnet"]
         assert complete(bin_dir, f"reconcile volume rm {where} sh") == ["shopdata"]

@@ -9,7 +9,8 @@ how a value matches (`match`: the value itself or a regular expression found in 
 `labels_match`: every `label=KEY[=VALUE]`, no `label!`; `reference_match`: a path pattern over
 the familiar reference, or over its name alone), `until` times, port ranges, the order of a
 container list (newest first) with its `before`, `since` and `limit`, and the image descendant
-relation that `ancestor` and dangling images need.
+relation that `ancestor` and dangling images need (`descendants`, whose home is the native engine's
+`images/lineage.py`, re-exported here).
 
 Pure: no engine, no I/O. `api/engine.py` builds the views (`ContainerView`, `ImageView`) from what
 the native engine has and gives lookups for what a filter names (an image, a container).
@@ -26,6 +27,7 @@ from typing import Any
 
 from reconciler._dataclass import dataclass
 from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native.images.lineage import Lineage, descendants
 
 __all__ = [
     "CONTAINER_LIST",
@@ -372,22 +374,6 @@ def volumes(vols: Iterable[Any], fl: Filters, *, used: set[str], driver: str = "
 
 
 # ----------------------------------------------------------------------------- images
-
-Lineage = tuple[tuple[str, ...], tuple[Any, ...]]      # an image's layers (diff ids) and history, bottom first
-
-
-def descendants(lineage: Mapping[str, Lineage], image_id: str) -> set[str]:
-    """The images made from `image_id` (by a build FROM it, a commit of a container of it...):
-    those whose layers and history begin with its own and go further. The native engine keeps
-    no parent link as dockerd's classic builder does, so this is read from the images themselves
-    (a pulled image built elsewhere on top of it counts too)."""
-    if image_id not in lineage:
-        return set()
-    layers, history = lineage[image_id]
-    return {other for other, (lay, hist) in lineage.items()
-            if other != image_id and lay[:len(layers)] == layers and hist[:len(history)] == history
-            and (len(lay), len(hist)) != (len(layers), len(history))}
-
 
 @functools.lru_cache(maxsize=256)
 def _path_pattern(pattern: str) -> re.Pattern[str]:

@@ -868,19 +868,16 @@ def _volume_doc(v: base.VolumeState) -> dict[str, Any]:
     return doc
 
 
-def _du(path: Path) -> int:
-    """Bytes a directory tree takes on disk (blocks, links not followed, hard links once)."""
-    total, seen = 0, set()
-    for root, dirs, files in os.walk(path):
-        for name in (*dirs, *files):
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
+def prune_selection(filters: Mapping[str, Sequence[str]]) -> Callable[[Mapping[str, str], str | None], bool]:
+    """Which objects a prune's filters select (`label`, `label!`, `until`), as dockerd reads
+    them: an object made when? one without a time is Go's zero time to dockerd, older than any
+    `until`. `reconcile system prune` and `container prune --filter` select by it too."""
+    until = dockerfilters.prune_until(filters)
+
+    def selected(labels: Mapping[str, str], created: str | None) -> bool:
+        made = dockerfilters.rfc3339_ns(created) or 0
+        return dockerfilters.labels_match(filters, labels) and (until is None or made <= until)
+    return selected
 
 
 def _name_taken(rt: Any, name: str) -> str:
@@ -1025,37 +1022,26 @@ class EngineApi:
         raise HttpError(501, f"{method} /{'/'.join(parts)} is not served by reconciler's engine API yet")
 
     def _disk_usage(self) -> dict[str, Any]:
-        """docker system df: images (their unpacked layers' sizes, as docker images shows them;
-        each's SharedSize the layers it shares with the others, as dockerd counts it; LayersSize
-        each layer once, however many images share it), containers (the size of their
-        writable layer), volumes (the size of their data)."""
-        rt = self.runtime
-        manager = rt.containers
-        recs = manager.records()
-        images = []
-        infos = rt.list_images()
-        shared = rt.image_store.shared_sizes([i.id for i in infos])
-        for info in infos:
-            doc = image_summary(info, shared=shared.get(info.id, 0))
-            doc["Containers"] = sum(1 for r in recs if r.image_id == info.id)
-            images.append(doc)
-        conts = []
+        """docker system df: what the native engine counts (`NativeRuntime.disk_usage`: images,
+        their shared and unpacked sizes and users, containers' writable layers, volumes' data),
+        as Docker's documents."""
         from reconciler.runtime.native.containers import inspection
 
-        by_id = {r.id: r for r in recs}
-        for c in rt.list_containers():
+        rt = self.runtime
+        manager = rt.containers
+        usage = rt.disk_usage()
+        images = [{**image_summary(info, shared=shared), "Containers": users} for info, shared, users in usage.images]
+        by_id = {r.id: r for r in manager.records()}
+        conts = []
+        for c, size in usage.containers:
             rec = by_id.get(c.id)
             doc = container_summary(c, command=docker_command(rec.command_line()) if rec else "",
                                     mounts=inspection.mount_points(manager.config.root, rec.config.mounts) if rec else ())
-            doc["SizeRw"] = _du(manager.paths(c.id).upper)
-            conts.append(doc)
-        vols = []
-        for v in rt.list_volumes():
-            refs = sum(1 for r in recs for m in r.config.mounts if m.type == "volume" and m.source == v.name)
-            vols.append({**_volume_doc(v), "Options": {},
-                         "UsageData": {"Size": _du(Path(v.mountpoint)), "RefCount": refs}})
-        return {"LayersSize": rt.image_store.layers_size(), "Images": images, "Containers": conts,
-                "Volumes": vols, "BuildCache": []}
+            conts.append({**doc, "SizeRw": size})
+        vols = [{**_volume_doc(v), "Options": {}, "UsageData": {"Size": size, "RefCount": refs}}
+                for v, size, refs in usage.volumes]
+        return {"LayersSize": usage.layers_size, "Images": images, "Containers": conts, "Volumes": vols,
+                "BuildCache": []}
 
     def _events(self, q: Mapping[str, str]) -> Iterator[bytes]:
         """Docker's event stream from the engine's journal: from `since` (else from now), until
@@ -1828,9 +1814,11 @@ class EngineApi:
                                               mounts=inspection.mount_points(root, recs[v.id].config.mounts)), named)
                for v in chosen]
         if _flag(q, "size"):        # `docker ps -s`: its writable layer, and with its image's
+            from reconciler.runtime.native.backend import disk_bytes
+
             sizes = {i.id: i.size for i in rt.list_images()}
             for doc, v in zip(out, chosen, strict=True):
-                doc["SizeRw"] = _du(rt.containers.paths(v.id).upper)
+                doc["SizeRw"] = disk_bytes(rt.containers.paths(v.id).upper)
                 doc["SizeRootFs"] = doc["SizeRw"] + sizes.get(recs[v.id].image_id or "", 0)
         return out
 
@@ -1846,15 +1834,9 @@ class EngineApi:
 
     def _lineage(self, infos: list[base.ImageInfo]) -> dict[str, dockerfilters.Lineage]:
         """Each image's layers and history (dockerfilters.descendants reads which were made from which)."""
-        store = self.runtime.image_store
-        out: dict[str, dockerfilters.Lineage] = {}
-        for info in infos:
-            try:
-                history = store.image_config(info.id).get("history") or []
-            except rterrors.RuntimeBackendError:
-                history = []
-            out[info.id] = (tuple(info.layers), tuple(json.dumps(h, sort_keys=True) for h in history))
-        return out
+        from reconciler.runtime.native.images import lineage
+
+        return lineage.lineage_of(self.runtime.image_store, infos)
 
     def _ancestry(self) -> Callable[[str], set[str]]:
         """The `ancestor` filter's images: the one a value names (reference, id or id prefix, as
@@ -1913,70 +1895,15 @@ class EngineApi:
         return [image_summary(infos[v.id], (tags, digests), shared.get(v.id, -1)) for v, tags, digests in chosen]
 
     def _prune(self, kind: str, filters: Mapping[str, list[str]]) -> dict[str, Any]:
-        """docker container|image|network|volume prune: what nothing uses (stopped containers;
-        images without a tag, or with dangling=false any, that no container uses; networks and
-        volumes no container names), filtered as dockerd filters each: `label`, `label!`, `until`
-        (created before it; not for volumes, as dockerd 20.10), images `dangling`; any other
-        filter is refused (400), never ignored: a prune is never wider than asked."""
-        rt = self.runtime
+        """docker container|image|network|volume prune: what nothing uses, as the native engine
+        prunes it (`NativeRuntime.prune`), filtered as dockerd filters each: `label`, `label!`,
+        `until` (created before it; not for volumes, as dockerd 20.10), images `dangling`; any
+        other filter is refused (400), never ignored: a prune is never wider than asked."""
         dockerfilters.validate(filters, dockerfilters.PRUNE[kind])
-        until = dockerfilters.prune_until(filters)
-
-        def selected(labels: Mapping[str, str], created: str | None) -> bool:
-            # made when? an object without a time is Go's zero time to dockerd: older than any until
-            made = dockerfilters.rfc3339_ns(created) or 0
-            return dockerfilters.labels_match(filters, labels) and (until is None or made <= until)
-
-        recs = rt.containers.records()
-        if kind == "containers":
-            gone = [r.id for r in recs if r.status in ("exited", "created", "dead")
-                    and not r.restart_pending() and selected(r.config.labels, r.created)]
-            space = 0
-            for cid in gone:
-                size = _du(rt.containers.paths(cid).upper)      # its writable layer, as dockerd counts
-                with contextlib.suppress(rterrors.NotFound):
-                    rt.remove_container(cid)
-                    space += size
-            return {"ContainersDeleted": gone, "SpaceReclaimed": space}
-        if kind == "volumes":
-            used = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
-            gone = [v for v in rt.list_volumes() if v.name not in used and selected(v.labels, None)]
-            space = 0
-            for v in gone:
-                data = Path(v.mountpoint)                       # its data, as `system df` shows it;
-                size = 0 if data.is_symlink() else _du(data)    # a bound directory is left where it is
-                rt.remove_volume(v.name)
-                space += size
-            return {"VolumesDeleted": [v.name for v in gone], "SpaceReclaimed": space}
-        if kind == "networks":
-            # used: any container on it, or to be on it at its start (the default network's
-            # containers too); the predefined networks are never pruned (dockerd's rule)
-            manager = rt.containers
-            used = {n for r in recs for n in (*r.ip_addresses, *(manager.networks_of(r) if r.netns_path else ()))}
-            gone = []
-            for n in rt.list_networks():
-                if n.name in used or n.name == _native_default() or not selected(n.labels, n.created or None):
-                    continue
-                try:
-                    rt.remove_network(n.name)
-                except (rterrors.Conflict, rterrors.NotFound):
-                    continue                # a container joined it meanwhile, or it went
-                gone.append(n.name)
-            return {"NetworksDeleted": gone}
-        dangling_only = dockerfilters.yes_no(filters, "dangling", ("true", "1"), ("false", "0")) is not False
-        used = {r.image_id for r in recs}
-        infos = rt.list_images()
-        views = self._image_views(infos) if dangling_only else {}
-        deleted: list[dict[str, str]] = []
-        space = 0
-        for image in infos:
-            if image.id in used or (dangling_only and (image.repo_tags or views[image.id].has_children)) \
-                    or not selected(image.config.get("Labels") or {}, image.created):
-                continue
-            lines = rt.remove_image(image.id, force=True)
-            deleted += [{k: v} for k, _, v in (line.partition(": ") for line in lines)]
-            space += image.size
-        return {"ImagesDeleted": deleted, "SpaceReclaimed": space}
+        report: dict[str, Any] = self.runtime.prune(
+            kind, selected=prune_selection(filters),
+            dangling_only=dockerfilters.yes_no(filters, "dangling", ("true", "1"), ("false", "0")) is not False)
+        return report
 
     def _stats(self, ident: str, q: Mapping[str, str]) -> Any:
         """Docker's stats documents, the native engine's samples (`NativeRuntime.container_stats`):

@@ -1,5 +1,6 @@
-"""`reconcile container export|import`: move a container (its config, rootfs changes, image and
-volume data) to another host or state root in one archive."""
+"""`reconcile container export|import|prune`: move a container (its config, rootfs changes, image and
+volume data) to another host or state root in one archive; remove the stopped containers, as
+`docker container prune` does."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ __all__ = ["register", "run"]
 def register(subparsers: Any) -> None:
     from reconciler.cli import options
 
-    parser = subparsers.add_parser("container", help="move containers between hosts (export, import)",
-                                   description="Export a native container to one archive and import it elsewhere.")
+    parser = subparsers.add_parser("container", help="move containers between hosts (export, import), prune them",
+                                   description="Export a native container to one archive and import it elsewhere; "
+                                   "remove the stopped ones.")
     sub = parser.add_subparsers(dest="container_command", metavar="SUBCOMMAND")
     p = sub.add_parser("export", help="write a container, its rootfs changes, image and volumes to an archive",
                        description="Write one archive holding the container's config, its image with its "
@@ -58,6 +60,17 @@ def register(subparsers: Any) -> None:
                         "network, devices, binds of host paths, this host's volumes): refused otherwise, as "
                         "the restricted policy refuses them")
     p.set_defaults(run=_import)
+    from reconciler.cli import engines
+
+    p = sub.add_parser("prune", help="remove all stopped containers",
+                       description="Remove every stopped container of the native engine (exited, created, dead; "
+                       "not one waiting for its restart), as docker container prune; asks first unless -f.")
+    options.add_engine_options(p)
+    engines.add_runtime_flag(p, "container prune")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="only what matches: label=K[=V], label!=K[=V], until=TIME (10m, 2h, a date) (repeatable)")
+    p.set_defaults(run=_prune)
     parser.set_defaults(run=run, container_parser=parser)
 
 
@@ -94,4 +107,26 @@ def _import(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     print(done.id)
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """docker container prune: the stopped containers removed (the native engine's rule,
+    `NativeRuntime.prune`), what went said as docker says it (cmd_system.print_report)."""
+    from reconciler.cli import cmd_system, engines, options
+
+    engines.check(args, "container prune")
+    filters = cmd_system.filters_of(args.filter)
+    if not args.force and not cmd_system.ask("WARNING! This will remove all stopped containers.\n"):
+        return 0
+    reports = []
+    if options.engine_exists(args):                 # none: nothing to prune, none made
+        from reconciler.api import engine as engine_api
+
+        rt = engines.open_runtime(args, "container prune")
+        try:
+            reports.append(("Containers", rt.prune("containers", selected=engine_api.prune_selection(filters))))
+        finally:
+            rt.close()
+    cmd_system.print_report(reports)
     return 0

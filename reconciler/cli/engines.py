@@ -45,6 +45,12 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("stats", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("cp", "swarm"): "a service's containers run on its nodes: use `docker cp` there",
     ("cp", "fake"): "the fake engine keeps no files: use --runtime native or docker",
+    ("system", "docker"): "its disk and what to prune of it are dockerd's own: use `docker system df|prune`",
+    ("system", "swarm"): "use `docker system df|prune` on each node",
+    ("system", "fake"): "the fake engine keeps nothing on disk: use --runtime native",
+    ("container prune", "docker"): "dockerd's stopped containers are its own to prune: use `docker container prune`",
+    ("container prune", "swarm"): "Swarm removes a service's old tasks itself: use `docker container prune` on a node",
+    ("container prune", "fake"): "use --runtime native",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
@@ -56,10 +62,14 @@ def runtime_default() -> str:
     return os.environ.get("RECONCILER_RUNTIME", "native")
 
 
-def add_runtime_flag(parser: argparse.ArgumentParser, command: str) -> None:
-    """--runtime for a container command (its default: $RECONCILER_RUNTIME, else native)."""
+def add_runtime_flag(parser: argparse.ArgumentParser, command: str, *, under: bool = False) -> None:
+    """--runtime for a container command (its default: $RECONCILER_RUNTIME, else native); `under`:
+    for a subcommand of a command that has it too (`system --runtime X df`, `system df --runtime
+    X` alike: no default of its own, which would override the command's)."""
+    import argparse
+
     refused = sorted(rt for (cmd, rt) in _REFUSED if cmd == command)
-    parser.add_argument("--runtime", default=runtime_default(), choices=RUNTIMES,
+    parser.add_argument("--runtime", default=argparse.SUPPRESS if under else runtime_default(), choices=RUNTIMES,
                         help="container engine: native (embedded, default), docker (a Docker or Podman engine "
                         "via $DOCKER_HOST or /var/run/docker.sock), swarm (the services of a Swarm cluster "
                         "whose manager $DOCKER_HOST names), fake (in-memory, state under --root)"
@@ -73,7 +83,7 @@ def is_native(args: argparse.Namespace) -> bool:
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
 FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "wait", "rename",
-                           "port", "top", "stats", "cp", "pull", "images", "inspect", "diff"})
+                           "port", "top", "stats", "cp", "system", "pull", "images", "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

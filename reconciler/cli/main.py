@@ -71,8 +71,9 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('save', 'write images to a tar archive (docker save format)'),
     ('load', 'load images from a tar archive (docker/podman save, OCI layout)'),
     ('commit', "create an image from a container's changes"),
-    ('container', 'move containers between hosts (export, import)'),
+    ('container', 'move containers between hosts (export, import), prune them'),
     ('volume', 'manage named volumes (ls, inspect, rm, export, import)'),
+    ('system', 'manage the native engine (df, prune)'),
     ('agent', 'run the daemon: watch sources, converge, supervise, serve the API'),
     ('status', 'what the agent applies: sources, revisions, errors, containers'),
     ('events', "the agent's events (-f to follow)"),
@@ -155,6 +156,10 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("cp", "1", "nothing or not all was copied: no such container or path, a destination docker cp refuses "
      "(a directory onto a file, a file into a directory that is not there), an entry that would land outside "
      "the destination"),
+    ("system prune, container prune", "0", "pruned, or not asked to (the question answered other than y, or no "
+     "answer: nothing removed), as docker's"),
+    ("system, container prune", "2", "another engine than the native one (`--runtime docker`: `docker system "
+     "df|prune` and `docker container prune` are that engine's), or a filter a prune does not take"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
      "volume inspect still print the others)"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "

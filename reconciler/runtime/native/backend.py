@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
+from reconciler._dataclass import dataclass
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.config import NativeConfig
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.network import ipam
     from reconciler.runtime.native.network.network import Attachment, NetworkManager, RecoveryReport
 
-__all__ = ["NEVER", "WAIT_CONDITIONS", "ImageSource", "LazyNetwork", "NativeRuntime"]
+__all__ = ["NEVER", "WAIT_CONDITIONS", "DiskUsage", "ImageSource", "LazyNetwork", "NativeRuntime", "disk_bytes"]
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")      # Docker's, for wait_condition
 NEVER = "0001-01-01T00:00:00Z"      # Go's zero time: the `read` of a stats sample of a container not running
@@ -561,6 +562,98 @@ class NativeRuntime:
         return {"read": read, "preread": NEVER, **sample, "precpu_stats": empty["cpu_stats"], "name": "/" + rec.name,
                 "id": rec.id}
 
+    # -- what the engine holds on disk and what nothing uses (`system df`, the prunes)
+
+    def disk_usage(self) -> DiskUsage:
+        """What `docker system df` counts of the engine: each image (its unpacked layers' size, as
+        `images` shows it; its SharedSize, the layers it shares with the others, as dockerd counts
+        it) with the containers made from it; each container with its writable layer's size;
+        each volume with its data's size and the containers that mount it; and LayersSize, each
+        layer once however many images share it."""
+        recs = self.containers.records()
+        infos = self.list_images()
+        shared = self.image_store.shared_sizes([i.id for i in infos])
+        return DiskUsage(
+            layers_size=self.image_store.layers_size(),
+            images=tuple((i, shared.get(i.id, 0), sum(1 for r in recs if r.image_id == i.id)) for i in infos),
+            containers=tuple((c, disk_bytes(self.containers.paths(c.id).upper)) for c in self.list_containers()),
+            volumes=tuple((v, disk_bytes(Path(v.mountpoint)),
+                           sum(1 for r in recs for m in r.config.mounts if m.type == "volume" and m.source == v.name))
+                          for v in self.list_volumes()))
+
+    def prune(self, kind: str, *, selected: Callable[[Mapping[str, str], str | None], bool] | None = None,
+              dangling_only: bool = True) -> dict[str, Any]:
+        """What nothing uses, removed, as dockerd prunes (`docker container|image|network|volume
+        prune`, `reconcile system prune`, `reconcile container prune`): `containers` stopped ones
+        (exited, created, dead; not one whose restart is pending); `volumes` those no container
+        mounts (a bound directory's data left where it is); `networks` those no container is on or
+        would be at its start, never the default one; `images` those no container uses that are
+        dangling (no tag, and no other image made from them: `images/lineage.py`), or every such
+        one unless `dangling_only`. `selected(labels, created)` says which of these go (Docker's
+        prune filters decide it: api/dockerfilters.py). Docker's report: what was deleted
+        (`ContainersDeleted`, `VolumesDeleted`, `NetworksDeleted`, `ImagesDeleted`) and the bytes
+        that freed (`SpaceReclaimed`: a container's writable layer, a volume's data, an image's
+        size, as dockerd counts them)."""
+        chosen = selected or (lambda labels, created: True)
+        recs = self.containers.records()
+        if kind == "containers":
+            gone = [r.id for r in recs if r.status in ("exited", "created", "dead")
+                    and not r.restart_pending() and chosen(r.config.labels, r.created)]
+            space = 0
+            for cid in gone:
+                size = disk_bytes(self.containers.paths(cid).upper)
+                with contextlib.suppress(rterrors.NotFound):
+                    self.remove_container(cid)
+                    space += size
+            return {"ContainersDeleted": gone, "SpaceReclaimed": space}
+        if kind == "volumes":
+            used = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
+            removed, space = [], 0
+            for v in self.list_volumes():
+                if v.name in used or not chosen(v.labels, None):
+                    continue
+                data = Path(v.mountpoint)                       # its data, as `system df` counts it;
+                size = 0 if data.is_symlink() else disk_bytes(data)     # a bound directory stays
+                self.remove_volume(v.name)
+                removed.append(v.name)
+                space += size
+            return {"VolumesDeleted": removed, "SpaceReclaimed": space}
+        if kind == "networks":
+            # used: any container on it, or to be on it at its start (the default network's too)
+            on = {n for r in recs for n in (*r.ip_addresses, *(self.containers.networks_of(r) if r.netns_path else ()))}
+            from reconciler.runtime.native.network import dns
+
+            default = dns.DEFAULT_NETWORK
+            deleted = []
+            for n in self.list_networks():
+                if n.name in on or n.name == default or not chosen(n.labels, n.created or None):
+                    continue
+                try:
+                    self.remove_network(n.name)
+                except (rterrors.Conflict, rterrors.NotFound):
+                    continue                # a container joined it meanwhile, or it went
+                deleted.append(n.name)
+            return {"NetworksDeleted": deleted}
+        if kind != "images":
+            raise rterrors.InvalidArgument(f"nothing to prune of {kind!r}", hint="containers, images, networks or volumes")
+        from reconciler.runtime.native.images import lineage
+
+        users = {r.image_id for r in recs}
+        infos = self.list_images()
+        untagged = [i for i in infos if not i.repo_tags]
+        family = lineage.lineage_of(self.image_store, infos) if dangling_only and untagged else {}
+        lines: list[dict[str, str]] = []
+        space = 0
+        for image in infos:
+            if image.id in users or not chosen(image.config.get("Labels") or {}, image.created):
+                continue
+            if dangling_only and (image.repo_tags or lineage.descendants(family, image.id)):
+                continue
+            said = self.remove_image(image.id, force=True)
+            lines += [{k: v} for k, _, v in (line.partition(": ") for line in said)]
+            space += image.size
+        return {"ImagesDeleted": lines, "SpaceReclaimed": space}
+
     # -- docker cp (base.PathCopying): the container's view, its paths resolved inside it
 
     def stat_path(self, name_or_id: str, path: str) -> dict[str, Any]:
@@ -756,6 +849,32 @@ class NativeRuntime:
 
     def inspect_document(self, name_or_id: str) -> dict[str, Any]:
         return inspection.document(self.containers, self.containers.get(name_or_id))
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """What `docker system df` counts of the native engine (NativeRuntime.disk_usage)."""
+
+    layers_size: int                                        # every layer once
+    images: tuple[tuple[base.ImageInfo, int, int], ...]     # (image, shared size, containers made from it)
+    containers: tuple[tuple[base.ContainerState, int], ...]  # (container, its writable layer's bytes)
+    volumes: tuple[tuple[base.VolumeState, int, int], ...]   # (volume, its data's bytes, containers mounting it)
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes a directory tree takes on disk (blocks; links not followed, hard links once): a
+    container's writable layer and a volume's data as `system df`, `ps -s` and the prunes count them."""
+    total, seen = 0, set()
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
 
 
 @contextlib.contextmanager

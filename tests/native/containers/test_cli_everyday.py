@@ -28,15 +28,16 @@ class Cli:
         self.host = host
         self.capsys = capsys
 
-    def __call__(self, command: str, *args: str) -> tuple[int, str, str]:
+    def __call__(self, command: str, *args: str, runtime: bool = True) -> tuple[int, str, str]:
         words = command.split()         # `system df`: the flags after the subcommand
+        flags = self.host.cli_args() if runtime else self.host.cli_args()[:-2]      # (commit: no --runtime)
         self.capsys.readouterr()
-        code = main([*words, *self.host.cli_args(), *args])
+        code = main([*words, *flags, *args])
         out, err = self.capsys.readouterr()
         return code, out, err
 
-    def ok(self, command: str, *args: str) -> str:
-        code, out, err = self(command, *args)
+    def ok(self, command: str, *args: str, runtime: bool = True) -> str:
+        code, out, err = self(command, *args, runtime=runtime)
         assert code == 0, f"reconcile {command} {' '.join(args)} exited {code}: {err}"
         return out
 
@@ -384,3 +385,140 @@ def test_cp_both_ways_keeps_bytes_modes_and_owners_as_docker_cp(
     assert (here / "back").read_text() == "top\n"
     cli.ok("start", "box")
     assert cli.ok("exec", "box", "cat", "/d/while-stopped") == "top\n"
+
+
+def _upper_bytes(host: Host, cid: str) -> int:
+    from reconciler.runtime.native.backend import disk_bytes
+
+    rt = host.runtime()
+    try:
+        return disk_bytes(rt.containers.paths(cid).upper)
+    finally:
+        rt.close()
+
+
+def test_system_df_counts_what_the_engine_holds(cli: Cli, host: Host, busybox_image: str) -> None:
+    from reconciler.runtime import base
+
+    cli.ok("run", "-d", "--name", "up", "-v", "data:/data", busybox_image, "sh", "-c",
+           "dd if=/dev/zero of=/data/z bs=1k count=100 2>/dev/null; exec sleep 1000")
+    cli.ok("run", "--name", "down", busybox_image, "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=1")
+    rt = host.runtime()
+    try:
+        spare = rt.ensure_volume(base.VolumeConfig(name="spare"))
+        Path(spare.mountpoint, "s").write_bytes(b"s" * 50_000)
+        image = rt.inspect_image(busybox_image)
+    finally:
+        rt.close()
+    until("up's data", lambda: cli("exec", "up", "test", "-s", "/data/z")[0] == 0)
+    down = _upper_bytes(host, cli.inspect("down")["Id"])
+    up = _upper_bytes(host, cli.inspect("up")["Id"])
+    assert down >= 2**20
+
+    rows = {r["type"]: r for r in json.loads(cli.ok("system df", "-o", "json"))}
+    assert rows["Images"] == {"type": "Images", "total": 1, "active": 1, "size": image.size, "reclaimable": 0}
+    assert rows["Containers"] == {"type": "Containers", "total": 2, "active": 1, "size": up + down,
+                                  "reclaimable": down}           # the stopped one's writable layer
+    volumes = rows["Local Volumes"]
+    assert (volumes["total"], volumes["active"]) == (2, 1)
+    assert volumes["size"] >= 100 * 1024 + 50_000
+    assert 50_000 <= volumes["reclaimable"] < 100 * 1024        # the spare one, which nothing mounts
+    assert rows["Build Cache"] == {"type": "Build Cache", "total": 0, "active": 0, "size": 0, "reclaimable": 0}
+
+    table = cli.ok("system df").splitlines()
+    assert table[0] == "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE"     # docker's, to the space
+    assert table[1].split()[:3] == ["Images", "1", "1"]
+    assert table[1].endswith("0B (0%)")
+    assert table[2].split()[-1] == f"({down * 100 // (up + down)}%)"
+    assert table[4].split() == ["Build", "Cache", "0", "0", "0B", "0B"]
+    code, _, err = cli("system df", "--runtime", "docker", runtime=False)
+    assert code == 2
+    assert "docker system df" in err
+
+
+def test_system_prune_removes_only_what_nothing_uses(
+        cli: Cli, host: Host, busybox_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from reconciler.runtime import base
+
+    up = cli.ok("run", "-d", "--name", "up", "-v", "mounted:/m", busybox_image, "sleep", "1000").strip()
+    down = cli.ok("run", "-d", "--name", "down", busybox_image, "sh", "-c", "echo x > /x").strip()
+    cli.ok("network", "create", "spare", runtime=False)
+    cli.ok("network", "create", "busy", runtime=False)
+    cli.ok("run", "-d", "--name", "on-busy", "--network", "busy", busybox_image, "sleep", "1000")
+    rt = host.runtime()
+    try:
+        made = rt.create_container(base.ContainerConfig(name="made", image=busybox_image, networks=("none",)))
+        rt.ensure_volume(base.VolumeConfig(name="named"))
+        rt.ensure_volume(base.VolumeConfig(name="anon", labels={base.ANONYMOUS_VOLUME_LABEL: ""}))
+    finally:
+        rt.close()
+    until("down exits", lambda: cli.state("down")["Status"] == "exited")
+    dangling = cli.ok("commit", "down", runtime=False).strip()           # no tag: dangling
+    kept = cli.ok("commit", "down", "kept:1", runtime=False).strip()      # tagged, used by none
+
+    def names() -> tuple[list[str], list[str], list[str]]:
+        return (sorted(r["name"] for r in json.loads(cli.ok("ps", "-a", "-o", "json"))),
+                sorted(n["name"] for n in json.loads(cli.ok("network ls", "-o", "json", runtime=False))),
+                sorted(v["name"] for v in json.loads(cli.ok("volume ls", "-o", "json", runtime=False))))
+
+    before = names()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    code, out, _ = cli("system prune", "--volumes", runtime=False)
+    assert (code, names()) == (0, before)                                # not confirmed: nothing removed
+    assert out == ("WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least "
+                   "one container\n  - all anonymous volumes not used by at least one container\n  - all dangling "
+                   "images\n\nAre you sure you want to continue? [y/N] ")
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    code, out, _ = cli("system prune", "--volumes", runtime=False)
+    assert code == 0
+    report = out.split("[y/N] ", 1)[1]
+    assert report.startswith("Deleted Containers:\n")
+    assert sorted(report.split("\n\n")[0].splitlines()[1:]) == sorted([down, made])
+    assert "\n\nDeleted Networks:\nspare\n\nDeleted Volumes:\nanon\n\nDeleted Images:\n" in report
+    assert f"deleted: {dangling}" in report
+    assert report.splitlines()[-1].startswith("Total reclaimed space: ")
+    containers, networks, volumes = names()
+    assert containers == ["on-busy", "up"]                               # running ones stay
+    assert "busy" in networks
+    assert "spare" not in networks
+    assert volumes == ["mounted", "named"]                               # a named volume stays, as docker's
+    images = {i["repository"]: i["id"] for i in json.loads(cli.ok("images", "-o", "json", runtime=False))}
+    assert images["kept"] == kept                                        # tagged: not dangling
+    assert dangling not in images.values()
+
+    cli.ok("rm", "-f", "up")
+    assert cli("system prune", "-a", "-f", runtime=False)[0] == 0       # -a: every image no container uses
+    remaining = {i["repository"]: i["id"] for i in json.loads(cli.ok("images", "-o", "json", runtime=False))}
+    assert "kept" not in remaining
+    assert busybox_image.rsplit(":", 1)[0] in remaining                 # on-busy runs it
+    assert up not in cli.ok("ps", "-aq", "--no-trunc")
+
+
+def test_container_prune_removes_the_stopped_containers_a_filter_selects(
+        cli: Cli, busybox_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    cli.ok("run", "-d", "--name", "up", busybox_image, "sleep", "1000")
+    cli.ok("run", "--name", "old", "-l", "tier=batch", busybox_image, "true")
+    cli.ok("run", "--name", "other", busybox_image, "true")
+    old = cli.inspect("old")["Id"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    code, out, _ = cli("container prune", "--filter", "label=tier=batch")
+    assert code == 0
+    assert out.startswith("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? "
+                          f"[y/N] Deleted Containers:\n{old}\n\nTotal reclaimed space: ")
+    assert sorted(r["name"] for r in json.loads(cli.ok("ps", "-a", "-o", "json"))) == ["other", "up"]
+    code, out, _ = cli("container prune", "-f")
+    assert code == 0
+    assert out.startswith("Deleted Containers:\n")
+    assert out.endswith("\n\nTotal reclaimed space: " + out.rsplit(": ", 1)[1])
+    assert [r["name"] for r in json.loads(cli.ok("ps", "-a", "-o", "json"))] == ["up"]
+    assert cli("container prune", "-f") == (0, "Total reclaimed space: 0B\n", "")
+    code, _, err = cli("container prune", "-f", "--filter", "name=x")
+    assert code == 2
+    assert "invalid filter 'name=x'" in err

@@ -65,10 +65,26 @@ def test_logs_and_images_read_the_engine_runtime_names(fake_root: Path, capsys: 
     assert [f"{i['repository']}:{i['tag']}" for i in json.loads(capsys.readouterr().out)] == ["example.test/app:1"]
 
 
+def test_restart_kill_wait_rename_and_port_on_the_fake_engine(fake_root: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The fake engine has no one-step restart (base.Restarting): `restart` stops and starts it."""
+    assert reconcile(fake_root, "restart", "web", "job") == 0
+    assert reconcile(fake_root, "kill", "web") == 0
+    assert reconcile(fake_root, "wait", "web") == 0
+    assert reconcile(fake_root, "rename", "web", "front") == 0
+    assert reconcile(fake_root, "port", "front") == 0
+    assert capsys.readouterr().out.split() == ["web", "job", "web", "137"]
+    states = {c.name: (str(c.status), c.exit_code) for c in FakeRuntime.at_root(fake_root).list_containers()}
+    assert states == {"front": ("exited", 137), "job": ("running", None)}
+
+
 @pytest.mark.parametrize(("argv", "hint"), [
     (("run", "example.test/app:1", "true"), "runs no process"),
     (("exec", "web", "true"), "runs no process"),
     (("inspect", "web"), "reconcile ps -o json"),
+    (("top", "web"), "runs no process"),
+    (("stats", "--no-stream", "web"), "runs no process"),
+    (("cp", "web:/etc/hosts", "."), "keeps no files"),
 ])
 def test_what_the_fake_cannot_do_is_refused_naming_command_and_engine(
         fake_root: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], hint: str) -> None:

@@ -1,5 +1,6 @@
 """`--runtime docker` on the container commands (#15): `run`, `ps`, `logs`, `exec`, `rm`, `start`,
-`stop`, `images` and `pull` talk to dockerd through the Runtime protocol (opened by
+`stop`, `restart`, `kill`, `wait`, `rename`, `port`, `top`, `stats`, `cp`, `images` and `pull` talk
+to dockerd through the Runtime protocol and its capabilities (opened by
 runtime.opening), and print the same table and JSON shape as on the native engine; what makes
 no sense there is refused naming the command and the engine."""
 
@@ -123,6 +124,73 @@ def test_container_commands_on_docker_print_what_they_print_on_native(
     assert not (tmp_path / "docker" / "root" / "state.db").exists()    # nothing of the native engine made
 
 
+def everyday(cli: Cli, image: str, prefix: str, port: int, tmp: Path) -> dict[str, Any]:
+    """restart, kill, wait, rename, port, top, stats and cp on an engine: what they printed and
+    did, with what differs by nature (ids, pids, times, host ports, sizes) left out."""
+    label = f"{TEST_LABEL}={prefix}"
+    web, moved = f"{prefix}-web", f"{prefix}-moved"
+
+    def pid() -> int:
+        return int(json.loads(cli("stats", "--no-stream", "-o", "json", web).stdout or "[{}]")[0].get("pids", 0))
+
+    started = cli("run", "-d", "--name", web, "-l", label, "-p", f"127.0.0.1:{port}:80", image, "sh", "-c",
+                  "trap 'exit 3' TERM; trap 'echo got USR1' USR1; sleep 1000 & pid=$!; "
+                  "while kill -0 $pid; do wait $pid; done")
+    assert started.returncode == 0, started.stderr
+    restart = cli("restart", "-t", "5", web, f"{prefix}-nosuch")
+    kill_usr1 = cli("kill", "-s", "USR1", web)
+    deadline = time.monotonic() + 20
+    while "got USR1" not in cli("logs", web).stdout:
+        assert time.monotonic() < deadline, "USR1 not handled"
+        time.sleep(0.2)
+    ports = cli("port", web).stdout.replace(str(port), "PORT")
+    top = cli("top", web, "-o", "pid,comm").stdout.splitlines()
+    stats = json.loads(cli("stats", "--no-stream", "-o", "json", web).stdout)
+    (tmp / "in.txt").write_text("to and fro\n")
+    cp_in = cli("cp", str(tmp / "in.txt"), f"{web}:/tmp/")
+    cp_out = cli("cp", f"{web}:/tmp/in.txt", str(tmp / "out.txt"))
+    renamed = cli("rename", web, moved)
+    killed = cli("kill", "-s", "TERM", moved)
+    waited = cli("wait", moved, f"{prefix}-nosuch")
+    rm = cli("rm", moved)
+    return {
+        "restart": (restart.returncode, restart.stdout, f"{prefix}-nosuch" in restart.stderr),
+        "kill": (kill_usr1.returncode, kill_usr1.stdout.replace(prefix, "")),
+        "port": ports,
+        "top": (top[0].split(), sorted(line.split()[1] for line in top[1:])),
+        "stats": (sorted(stats[0]), stats[0]["name"].replace(prefix, ""), stats[0]["pids"] >= 2,
+                  stats[0]["memory_limit"] > 0),
+        "cp": (cp_in.returncode, cp_out.returncode, (tmp / "out.txt").read_text()),
+        "rename": (renamed.returncode, renamed.stdout),
+        "killed": (killed.returncode, killed.stdout.replace(prefix, "")),
+        "wait": (waited.returncode, waited.stdout, f"{prefix}-nosuch" in waited.stderr),
+        "rm": rm.returncode,
+        "pid_gone": pid() == 0,
+    }
+
+
+def test_the_everyday_commands_do_on_docker_what_they_do_on_native(
+        tmp_path: Path, scope: Scope, docker_image: PulledImage, native_cli: Cli, busybox_image: str) -> None:
+    """restart, kill, wait, rename, port, top, stats and cp through the Engine API (base.Restarting,
+    Inspecting, ProcessListing, Statistics, PathCopying on the Docker backend) print and do what
+    they print and do on the native engine."""
+    from tests.helpers.ports import publish_ports
+
+    docker_port, native_port = publish_ports(2)
+    scope.containers += [f"{scope.prefix}-web", f"{scope.prefix}-moved"]   # removed even on failure
+    (tmp_path / "d").mkdir()
+    (tmp_path / "n").mkdir()
+    on_docker = everyday(Cli(tmp_path / "docker", "docker"), docker_image.ref, scope.prefix, docker_port,
+                         tmp_path / "d")
+    on_native = everyday(native_cli, busybox_image, scope.prefix, native_port, tmp_path / "n")
+    assert on_docker["port"] == "80/tcp -> 127.0.0.1:PORT\n"
+    assert on_native == on_docker
+    assert on_docker["restart"] == (1, f"{scope.prefix}-web\n", True)
+    assert on_docker["top"] == (["PID", "COMMAND"], ["sh", "sleep"])
+    assert on_docker["cp"] == (0, 0, "to and fro\n")
+    assert on_docker["wait"] == (1, "3\n", True)          # its TERM trap's code
+
+
 def test_images_and_pull_on_docker(tmp_path: Path, docker_image: PulledImage) -> None:
     cli = Cli(tmp_path, "docker")
     pulled = cli("pull", "-q", docker_image.ref)
@@ -138,6 +206,9 @@ def test_images_and_pull_on_docker(tmp_path: Path, docker_image: PulledImage) ->
     (("exec", "--runtime", "fake", "web", "true"), "runs no process"),
     (("inspect", "--runtime", "docker", "web"), "docker inspect"),
     (("exec", "--runtime", "docker", "-t", "web", "true"), "docker exec -it"),
+    (("system", "--runtime", "docker", "df"), "docker system df"),
+    (("container", "prune", "--runtime", "docker", "-f"), "docker container prune"),
+    (("top", "--runtime", "fake", "web"), "runs no process"),
 ])
 def test_what_makes_no_sense_on_an_engine_is_refused_naming_both(tmp_path: Path, argv: tuple[str, ...],
                                                                  hint: str) -> None:
@@ -146,7 +217,7 @@ def test_what_makes_no_sense_on_an_engine_is_refused_naming_both(tmp_path: Path,
                           text=True, check=False, timeout=60)
     assert proc.returncode == (125 if argv[0] == "run" else 2)     # run's own failure: docker run's
     assert f"reconcile {argv[0]}" in proc.stderr
-    assert f"--runtime {argv[2]}" in proc.stderr
+    assert f"--runtime {argv[argv.index('--runtime') + 1]}" in proc.stderr
     assert hint in proc.stderr
 
 

@@ -88,7 +88,7 @@ def test_restart_runs_a_new_process_and_keeps_an_autoremove_container(cli: Cli, 
     cli.ok("stop", "-t", "0", "done")
     before = {n: cli.state(n) for n in ("web", "gone", "done")}
 
-    code, out, err = cli("restart", "-t", "5", "web", "nosuch", "gone", "done")
+    code, out, err = cli("restart", "-t", "1", "web", "nosuch", "gone", "done")
     assert code == 1                                   # nosuch failed, the others restarted
     assert out.split() == ["web", "gone", "done"]
     assert "No such container: nosuch" in err

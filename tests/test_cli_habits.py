@@ -130,6 +130,13 @@ def test_the_engine_options_go_before_a_command_with_subcommands_too(
 # archive, a daemon), and why; every other command must take `-o json` and `-o yaml`.
 NOT_DATA: dict[str, str] = {
     "run": "the container's own output (or its id with -d)",
+    "restart": "acts; prints the names it restarted, as docker",
+    "kill": "acts; prints the names it killed, as docker",
+    "wait": "the exit code of each container, a line each, as docker wait",
+    "rename": "acts; prints nothing, as docker",
+    "cp": "acts (or a tar archive with -), as docker cp",
+    "container prune": "acts; prints what it deleted, as docker",
+    "system prune": "acts; prints what it deleted, as docker",
     "logs": "the container's own output",
     "exec": "the command's own output",
     "start": "acts; prints the names it started, as docker",

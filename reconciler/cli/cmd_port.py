@@ -1,7 +1,8 @@
 """`reconcile port NAME [PRIVATE_PORT[/PROTO]]`: a container's published ports, as `docker port`
 prints them: `80/tcp -> 0.0.0.0:8080` for each binding (in natural order), or for one private
 port (tcp unless named) the host addresses alone; nothing for a container that does not run
-(its ports are not published then). A private port not published is an error (exit 1), as
+(its ports are not published then); `-o json|yaml`: each binding as `{port, host_ip, host_port}`.
+A private port not published is an error (exit 1), as
 docker's. Reads only: on the native engine the container's inspect document (the agent's when
 one holds the root), nothing made."""
 
@@ -14,13 +15,14 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options
+    from reconciler.cli import engines, options, output
 
     parser = subparsers.add_parser("port", help="list port mappings or a specific mapping for the container",
                                    description="List a container's published ports (or the host addresses of one "
                                    "private port), as docker port.")
     options.add_engine_options(parser)
     engines.add_runtime_flag(parser, "port")
+    output.add_output_flag(parser)
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("private", nargs="?", metavar="PRIVATE_PORT[/PROTO]",
                         help="a port of the container, tcp unless /udp or /sctp follows")
@@ -40,15 +42,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if ports is None:
         return 1                                    # no such container: said on stderr
-    if wanted is not None:
-        lines = [_address(f) for f in ports.get(wanted) or ()]
-        if not lines:
-            print(f"error: No public port '{args.private}' published for {args.container}", file=sys.stderr)
-            return 1
-    else:
-        lines = [f"{key} -> {_address(f)}" for key, bound in ports.items() for f in bound or ()]
-    for line in sorted(lines, key=_natural):
-        print(line)
+    from reconciler.cli import output
+
+    bindings = sorted(({"port": key, "host_ip": str(f.get("HostIp") or ""), "host_port": str(f.get("HostPort") or "")}
+                       for key, bound in ports.items() if wanted in (None, key) for f in bound or ()),
+                      key=lambda b: _natural(f"{b['port']} -> {_address(b)}"))
+    if wanted is not None and not bindings:
+        print(f"error: No public port '{args.private}' published for {args.container}", file=sys.stderr)
+        return 1
+
+    def text() -> None:
+        for b in bindings:
+            print(_address(b) if wanted is not None else f"{b['port']} -> {_address(b)}")
+
+    output.render(args, bindings, text)     # -o json|yaml: each binding, {port, host_ip, host_port}
     return 0
 
 
@@ -87,7 +94,7 @@ def _published(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _address(binding: dict[str, Any]) -> str:
     """Go's net.JoinHostPort of a binding: `0.0.0.0:8080`, `[::]:8080`."""
-    host, port = str(binding.get("HostIp") or ""), str(binding.get("HostPort") or "")
+    host, port = binding["host_ip"], binding["host_port"]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -1,6 +1,7 @@
 """`reconcile top NAME [ps OPTIONS]`: the running processes of a container, as `docker top` shows
 them: the host's `ps` (default `-ef`; the options given pass to it) limited to the container's
-processes, aligned as docker aligns it. One that does not run is an error (exit 1). Reads only:
+processes, aligned as docker aligns it (`-o json|yaml` before the name: the Engine API's
+`{"Titles", "Processes"}`). One that does not run is an error (exit 1). Reads only:
 on a state root without an engine the name is not found and nothing is made."""
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options
+    from reconciler.cli import engines, options, output
 
     parser = subparsers.add_parser("top", help="display the running processes of a container",
                                    description="Show the processes of a running container: the host's ps (its "
                                    "options after the name, default -ef), as docker top.")
     options.add_engine_options(parser)
     engines.add_runtime_flag(parser, "top")
+    output.add_output_flag(parser)
     parser.add_argument("container", metavar="CONTAINER")
     parser.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="PS_OPTIONS",
                         help="options for ps (default: -ef)")
@@ -43,5 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         rt.close()
-    output.print_cells([titles, *rows], min_width=20)
+    # -o json|yaml: the Engine API's answer to GET /containers/NAME/top
+    output.render(args, {"Titles": titles, "Processes": rows},
+                  lambda: output.print_cells([titles, *rows], min_width=20))
     return 0

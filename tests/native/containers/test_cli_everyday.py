@@ -136,7 +136,8 @@ def test_wait_prints_each_exit_code_in_order_and_says_what_it_cannot_find(
     from reconciler.runtime import base
 
     cli.ok("run", "-d", "--name", "slow", busybox_image, "sh", "-c", "sleep 1; exit 7")
-    cli.ok("run", "-d", "--rm", "--name", "brief", busybox_image, "sh", "-c", "sleep 0.5; exit 5")
+    # brief ends after slow, while it is waited for: removed then (AutoRemove), its code is the journal's
+    cli.ok("run", "-d", "--rm", "--name", "brief", busybox_image, "sh", "-c", "sleep 2; exit 5")
     cli.ok("run", "-d", "--name", "done", busybox_image, "sh", "-c", "exit 3")
     rt = host.runtime()
     try:
@@ -146,10 +147,10 @@ def test_wait_prints_each_exit_code_in_order_and_says_what_it_cannot_find(
     assert cli.state("slow")["Running"] is True
     code, out, err = cli("wait", "slow", "nosuch", "brief", "done", "made")
     assert code == 1                                     # (slow's 7: it waited for slow's exit)
-    # brief, an AutoRemove container, is gone by then: its code is its last exit's (journalled);
+    # brief, an AutoRemove container, is gone once it exits: its code is its last exit's (journalled);
     # made, never started, does not run: 0 at once, as docker wait answers a created container
-    assert out.split() == ["7", "5", "3", "0"]
-    assert "No such container: nosuch" in err
+    assert out.split() == ["7", "5", "3", "0"], err
+    assert "No such container: nosuch" in err, err
     autoremoved(cli, "brief")
 
     # a read-only command: on a root with no engine it finds nothing and makes nothing
@@ -194,6 +195,9 @@ def test_port_lists_what_the_container_publishes_as_docker_port(cli: Cli, busybo
     assert cli("port", "web", "53") == (1, "", "error: No public port '53' published for web\n")
     assert cli("port", "web", "http")[0] == 1
     assert "No such container: nosuch" in cli("port", "nosuch")[2]
+    assert json.loads(cli.ok("port", "-o", "json", "web", "80")) == [
+        {"port": "80/tcp", "host_ip": "127.0.0.1", "host_port": str(tcp)}]
+    assert [b["port"] for b in json.loads(cli.ok("port", "-o", "json", "web"))] == ["53/udp", "80/tcp"]
     cli.ok("stop", "-t", "0", "web")
     assert cli("port", "web") == (0, "", "")            # a stopped container publishes nothing, as Docker's
 
@@ -213,6 +217,9 @@ def test_top_lists_the_containers_processes_with_the_ps_options_given(cli: Cli, 
     assert pids == {int(p) for p in cgroup.read_text().split()}           # the container's, no other
     assert sorted(lines[1:], key=lambda line: int(line.split()[1]))[0].split()[7:] == ["sleep", "1001"]
 
+    as_data = json.loads(cli.ok("top", "-o", "json", "web"))       # the Engine API's answer
+    assert as_data["Titles"] == lines[0].split()
+    assert {int(row[1]) for row in as_data["Processes"]} == pids
     custom = cli.ok("top", "web", "-o", "pid,comm").splitlines()
     assert custom[0].split() == ["PID", "COMMAND"]
     assert sorted(row.split()[1] for row in custom[1:]) == ["sleep", "sleep"]

@@ -34,6 +34,9 @@ def random_pool() -> str:
     return str(next(subnets.lease_block().subnets(new_prefix=23)))
 
 
+_REST_IS_THE_CONTAINERS = ("run", "exec", "top")     # their trailing words: argparse REMAINDER
+
+
 class Host:
     def __init__(self, tmp: Path) -> None:
         pool = random_pool()
@@ -47,7 +50,12 @@ class Host:
                 "--name-prefix", self.config.name_prefix, "--runtime", "native"]
 
     def cli(self, *args: str) -> int:
-        """Run `reconcile <args>` in this process against this engine; its exit code."""
+        """Run `reconcile <args>` in this process against this engine; its exit code. The engine's
+        flags go after the command's words, or right after the command for one whose last words
+        are the container's (`run IMG CMD...`: flags after them would be CMD's, and the command
+        would run on the host's default root)."""
+        if args and args[0] in _REST_IS_THE_CONTAINERS:
+            return main([args[0], *self.cli_args(), *args[1:]])
         return main([*args, *self.cli_args()])
 
     def runtime(self) -> NativeRuntime:

@@ -230,11 +230,12 @@ def state_summary(st: Any) -> dict[str, Any]:
     }
 
 
-def for_each_container(args: argparse.Namespace, command: str, act: Callable[[Any, str], str | None], *,
+def for_each_container(args: argparse.Namespace, command: str, act: Callable[[Any, str], object], *,
                        read_only: bool = False) -> int:
     """Open the engine `--runtime` names once and apply `act(runtime, name)` to each of
-    `args.containers`, printing what it returns for each that succeeded (None: the name, as
-    docker's start and stop print it; `wait`: the exit code); one that failed is said on stderr,
+    `args.containers`, printing for each that succeeded what it returns if that is a str (`wait`:
+    the exit code), else the name, as docker's start and stop print it (the engine calls return
+    records, ids or None); one that failed is said on stderr,
     the others go on, and the exit code is 1, like docker's. `read_only`: a command that only
     reads (`wait`) on a native state root without an engine finds no container and makes none."""
     import sys
@@ -254,8 +255,8 @@ def for_each_container(args: argparse.Namespace, command: str, act: Callable[[An
             setup_logging_if_networked(args, rt, args.containers)
         for name in args.containers:
             try:
-                said = act(rt, name)
-                print(name if said is None else said, flush=True)
+                said = act(rt, name)        # a str is what to print (wait's code); else the name
+                print(said if isinstance(said, str) else name, flush=True)
             except errors.RuntimeBackendError as exc:
                 print(f"error: {exc}", file=sys.stderr, flush=True)
                 rc = 1

@@ -6,14 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.api.test_engine_api import serving
 from tests.helpers.host import Host
 
 pytestmark = pytest.mark.root
@@ -24,21 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def engine_api(host: Host, tmp_path: Path) -> Iterator[Path]:
     """`reconcile engine-api` on the test's own engine; its socket (the process is ended by pid)."""
-    sock = tmp_path / "docker.sock"
-    args = [a for a in host.cli_args() if a not in ("--runtime", "native")]
-    with (tmp_path / "engine-api.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "engine-api", "--socket", str(sock), *args],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            assert proc.poll() is None, (tmp_path / "engine-api.log").read_text()
-            assert time.monotonic() < deadline, "the engine API did not start"
-            time.sleep(0.05)
-        yield sock
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serving(host, tmp_path / "docker.sock") as sock:
+        yield Path(sock)
 
 
 def exchange(sock: Path, length_headers: list[str]) -> bytes:

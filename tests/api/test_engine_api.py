@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,14 +27,22 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def engine_api(host: Host, tmp_path: Path) -> Iterator[str]:
     """`reconcile engine-api` on the test's own engine; its socket."""
-    sock = tmp_path / "docker.sock"
-    with (tmp_path / "engine-api.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "engine-api", "--socket", str(sock),
+    with serving(host, tmp_path / "docker.sock") as sock:
+        yield sock
+
+
+@contextlib.contextmanager
+def serving(host: Host, sock: Path, *extra: str) -> Iterator[str]:
+    """`reconcile engine-api --socket SOCK EXTRA...` on the test's engine, until the block ends;
+    the socket's path once it listens (its log beside it)."""
+    log_path = sock.with_suffix(".log")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "engine-api", "--socket", str(sock), *extra,
                                  *engine_args(host)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 30
         while not sock.exists():
-            assert proc.poll() is None, (tmp_path / "engine-api.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the engine API did not start"
             time.sleep(0.05)
         yield str(sock)

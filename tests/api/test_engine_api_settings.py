@@ -7,15 +7,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.test_engine_api import REPO, docker, engine_api, engine_args  # noqa: F401 - the fixture
+from tests.api.test_engine_api import docker, engine_api, serving  # noqa: F401 - the fixture
 from tests.helpers import subnets
 from tests.helpers.host import Host
 
@@ -167,25 +165,12 @@ def test_a_container_asks_for_the_engines_oci_runtime_or_is_refused(
         host: Host, busybox_image: str, tmp_path: Path) -> None:
     """An engine on crun took `docker create --runtime runc` and made a crun container (its
     inspect said crun): now only the engine's own runtime may be named, another is dockerd's 400."""
-    sock = tmp_path / "crun.sock"
-    with (tmp_path / "engine-api.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "reconciler", "engine-api", "--socket", str(sock),
-                                 "--oci-runtime", "crun", *engine_args(host)], cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            assert proc.poll() is None, (tmp_path / "engine-api.log").read_text()
-            assert time.monotonic() < deadline, "the engine API did not start"
-            time.sleep(0.05)
-        docker(str(sock), "pull", busybox_image)
-        refused = docker(str(sock), "create", "--network", "none", "--runtime", "runc", busybox_image, "true",
+    with serving(host, tmp_path / "crun.sock", "--oci-runtime", "crun") as sock:
+        docker(sock, "pull", busybox_image)
+        refused = docker(sock, "create", "--network", "none", "--runtime", "runc", busybox_image, "true",
                          check=False)
         assert refused.returncode != 0
         assert "Unknown runtime specified runc: this engine runs crun" in refused.stderr
-        assert docker(str(sock), "ps", "-aq").stdout.strip() == ""
+        assert docker(sock, "ps", "-aq").stdout.strip() == ""
         # (crun itself creates nothing on this hybrid-cgroup host: the engine says so; the runc
         # engine's own name is taken in the test above)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -759,20 +759,23 @@ class ContainerManager(records.RecordStore):
             except rterrors.PortInUse as exc:
                 self._save(dataclasses.replace(rec, error=exc.message, exit_code=rec.exit_code or 128))
                 raise
-            # its networks, as dockerd journals them: connected before its process runs, released
-            # again when it could not start
-            self.network_event(rec, "connect")
             try:
                 rec = self._launch(rec, rt, fresh=fresh)
             except BaseException:
-                self.network_event(rec, "disconnect")
+                # its networks, as dockerd journals a start that failed: connected, released again
+                with self.db.tx() as conn:
+                    self.network_event(rec, "connect", conn=conn)
+                    self.network_event(rec, "disconnect", conn=conn)
                 raise
             rec = dataclasses.replace(rec, status="running", started_at=records.now(), exit_code=None, error=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
                                       restarting=False, paused=False,
                                       health="starting" if self._has_health(rec) else None,
                                       health_failures=0)
-            self._save(rec, event="start")       # before any `die` a look at its exit journals
+            # its networks' `connect` (as dockerd journals them, before its `start`) and its `start`
+            # in the transaction that stores it running: before any `die` a look at its exit
+            # journals, and one write for the three (#21: a start's hot path)
+            self._save(rec, event="start", connect=True)
             return self.refresh(rec)
 
     def _launch(self, rec: records.Record, rt: oci.OciRuntime, *, fresh: bool) -> records.Record:

@@ -464,11 +464,14 @@ class RecordStore:
         for name, actor in named.items():
             self.journal.record("network", action, actor, {"container": rec.id, "name": name, "type": kind}, conn=conn)
 
-    def _save(self, rec: Record, *, event: str | None = None) -> None:
+    def _save(self, rec: Record, *, event: str | None = None, connect: bool = False) -> None:
         """Store `rec`; with `event`, journal it in the same transaction: a process that reads
-        the stored record (`refresh`, which journals an exit) finds the event there before its own."""
+        the stored record (`refresh`, which journals an exit) finds the event there before its own.
+        `connect`: its networks' `connect` (network_event) journalled first, in that transaction too."""
         with self.db.tx() as conn:
             conn.execute("UPDATE containers SET data = ? WHERE id = ?", (rec.to_json(), rec.id))
+            if connect:
+                self.network_event(rec, "connect", conn=conn)
             if event is not None:
                 self.event(rec, event, conn=conn)
 

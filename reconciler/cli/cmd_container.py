@@ -12,7 +12,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options
+    from reconciler.cli import cmd_system, options
 
     parser = subparsers.add_parser("container", help="move containers between hosts (export, import), prune them",
                                    description="Export a native container to one archive and import it elsewhere; "
@@ -67,9 +67,7 @@ def register(subparsers: Any) -> None:
                        "not one waiting for its restart), as docker container prune; asks first unless -f.")
     options.add_engine_options(p)
     engines.add_runtime_flag(p, "container prune")
-    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="only what matches: label=K[=V], label!=K[=V], until=TIME (10m, 2h, a date) (repeatable)")
+    cmd_system.add_prune_flags(p)
     p.set_defaults(run=_prune)
     parser.set_defaults(run=run, container_parser=parser)
 

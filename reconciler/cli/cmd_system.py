@@ -21,7 +21,7 @@ import argparse
 import sys
 from typing import Any
 
-__all__ = ["ask", "filters_of", "print_report", "register", "run"]
+__all__ = ["add_prune_flags", "ask", "filters_of", "print_report", "register", "run"]
 
 
 def register(subparsers: Any) -> None:
@@ -49,11 +49,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not only "
                    "dangling ones")
     p.add_argument("--volumes", action="store_true", help="remove anonymous volumes no container mounts")
+    add_prune_flags(p)
+    p.set_defaults(run=_prune)
+    parser.set_defaults(run=run, system_parser=parser)
+
+
+def add_prune_flags(p: argparse.ArgumentParser) -> None:
+    """A prune's -f and --filter (read by `filters_of`), as docker's prunes take them."""
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="only what matches: label=K[=V], label!=K[=V], until=TIME (10m, 2h, a date) (repeatable)")
-    p.set_defaults(run=_prune)
-    parser.set_defaults(run=run, system_parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -105,6 +105,8 @@ class PassResult:
     unready: Mapping[str, str] = field(default_factory=dict)
     # why what runs after the pass could not be observed (the engine stopped answering): failed
     error: str = ""
+    # the services a command line selected (spec/selection.py): the result is about them alone
+    selection: models.Selection | None = None
 
     @property
     def converged(self) -> bool:
@@ -140,6 +142,9 @@ class PassResult:
         }
         if self.error:
             out["error"] = self.error
+        if self.selection is not None:
+            out["selection"] = {"services": list(self.selection.services), "deps": self.selection.deps,
+                                "units": list(self.selection.units), "containers": list(self.selection.containers)}
         if self.changeset is None:
             out["plan"] = self.plan.to_json()["actions"]
             return out
@@ -446,7 +451,7 @@ def _record_failure(desired: models.DesiredState, db: Database, options: PassOpt
         else:
             store.record(revision=desired.revision, source=options.source, started_at=started_at,
                          finished_at=time.time(), result="failed", counts=counts, changes=docs, cause=options.cause,
-                         error=error)
+                         error=error, selection=desired.selection)
     except ReconcilerError as again:
         return "there is no room to write it either" if isinstance(again, DiskFull) else \
             f"writing it failed too: {again.message}"
@@ -473,7 +478,8 @@ def _run_pass(
     # the resolve errors go out with the result: each caller says them once, as its own (the
     # CLI's `warning:` lines, the agent's `tags_unresolved` when they change)
     if options.dry_run:
-        result = PassResult(desired.revision, plan, None, errors, time.monotonic() - began)
+        result = PassResult(desired.revision, plan, None, errors, time.monotonic() - began,
+                            selection=desired.selection)
         log.info("reconcile_pass", dry_run=True, result=result.result, actions=len(plan.actions),
                  duration=round(result.duration, 3))
         return result
@@ -482,12 +488,13 @@ def _run_pass(
         log.warning("unfinished_passes_closed", note="a pass whose process died is recorded as interrupted")
     if not plan.is_empty():
         progress.pass_id = history.begin(revision=desired.revision, source=options.source, started_at=started_at,
-                                         cause=options.cause)
+                                         cause=options.cause, selection=desired.selection)
         inv.InventoryStore(db, options.owner).claim(_claims(desired, plan, inventory))
     cs = progress.changeset = executor.execute(plan, runtime, options=eo)
     record(desired, cs, db, inventory, options, now=time.time() if now is None else now)
     down, lost = _verdict(desired, runtime, options, cs, observed, seen)
-    result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down, error=lost)
+    result = PassResult(desired.revision, plan, cs, errors, time.monotonic() - began, down, error=lost,
+                        selection=desired.selection)
     finished, counts, docs = time.time(), cs.counts(), [c.to_json() for c in cs.changes]
     if progress.pass_id is not None:
         history.finish(progress.pass_id, finished_at=finished, result=result.result, counts=counts, changes=docs,
@@ -495,7 +502,7 @@ def _run_pass(
     elif not cs.ok or down or lost or history.last_result() not in (None, "converged"):
         history.record(revision=desired.revision, source=options.source, started_at=started_at,
                        finished_at=finished, result=result.result, counts=counts, changes=docs,
-                       cause=options.cause, error=lost)
+                       cause=options.cause, error=lost, selection=desired.selection)
     failed = [f"{c.resource}: {c.detail}" for c in cs.failed()]
     failed += [f"{ResourceId.container(n)}: {why}" for n, why in down.items()] + ([lost] if lost else [])
     extra = {}
@@ -660,9 +667,11 @@ def _record_tags(desired: models.DesiredState, cs: changes.ChangeSet, store: inv
                  now: float) -> None:
     """The local tags the pass's builds and pulls moved, as this owner's (what the policy rule
     sharedTags weighs another owner's build or pull of them against); its records of tags the
-    revision no longer names are forgotten."""
+    revision no longer names are forgotten (not by a pass over a selection of its services,
+    which does not see what the rest of it names)."""
     moved = [(tag, "build" if r.action.kind is Kind.BUILD_IMAGE else "pull") for r in cs.results
              if r.action.kind in (Kind.BUILD_IMAGE, Kind.PULL_IMAGE) and r.status is changes.Status.DONE
              and (tag := obs.tag_of(r.action.image)) is not None]
     named = {c.image for c in desired.containers.values()} | {i.ref for i in desired.images.values() if i.ref}
-    store.tags_moved(moved, keep={t for ref in named if (t := obs.tag_of(ref)) is not None}, now=now)
+    keep = {t for ref in named if (t := obs.tag_of(ref)) is not None}
+    store.tags_moved(moved, keep=keep, forget=desired.selection is None, now=now)

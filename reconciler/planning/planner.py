@@ -35,7 +35,9 @@ same plan text. The rules are DESIGN §5:
   (`Plan.converging`: no action, not in sync either), a stopped one is started only if its
   restart policy says it should run;
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
-  empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`;
+  empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`; of a selection
+  of services (`desired.selection`: `reconcile apply SOURCE web`), only what it answers for
+  (`spec/selection.py` `covers`: a selected compose service's containers scaled away);
   on a cluster, a pruned service that is the same compose service (project and service labels)
   as a desired one is that one under an older name (`_compose_renamed`): the cause of its removal
   and of the new one's creation (which waits for it, as for every pruned container) say so;
@@ -72,7 +74,7 @@ from typing import Any
 from reconciler import restarting
 from reconciler._dataclass import dataclass, field, replace
 from reconciler.planning import actions, implied
-from reconciler.spec import hashing, models
+from reconciler.spec import hashing, models, selection
 from reconciler.spec.ids import ResourceId
 from reconciler.state import inventory as inv
 from reconciler.state import labels as labelmod
@@ -187,8 +189,8 @@ class _Builder:
                             converging=tuple(self.converging))
 
 
-COMPOSE_PROJECT = "com.docker.compose.project"    # the label compose puts on a project's objects
-COMPOSE_SERVICE = "com.docker.compose.service"    # and on a service's containers
+COMPOSE_PROJECT = selection.COMPOSE_PROJECT      # the label compose puts on a project's objects
+COMPOSE_SERVICE = selection.COMPOSE_SERVICE      # and on a service's containers
 
 REBUILT = "image rebuilt"          # a replacement's reason: its image is built in this pass
 # a replacement's reason: its image is pulled in this pass (pull: always) and its registry digest
@@ -446,10 +448,13 @@ class _Planner:
     # -- inputs ------------------------------------------------------------------------------
 
     def _inputs(self) -> None:
-        """The prune set (the caller loaded a fully valid revision: only then is prune safe)."""
+        """The prune set (the caller loaded a fully valid revision: only then is prune safe): what
+        the inventory lists and the revision does not want, of what a pass over a selection of its
+        services answers for (`selection.covers`: every object without one)."""
         d, opts = self.desired, self.options
         wanted = implied.keys(d)
-        self.garbage = sorted(k for k in self.inventory.entries if k not in wanted and k[0] != "Image")
+        self.garbage = sorted(k for k, e in self.inventory.entries.items() if k not in wanted and k[0] != "Image"
+                              and selection.covers(d.selection, k[0], k[1], (e.spec or {}).get("labels") or {}))
         empty = not (d.containers or d.networks or d.volumes or d.images)
         self.prune_refused = bool(opts.prune and empty and self.garbage and not opts.allow_empty)
         self.prune = opts.prune and not self.prune_refused

@@ -54,7 +54,7 @@ def load(
     path: str | os.PathLike[str], *, limits: Limits | None = None, use_lock: bool = True, policy: Policy | None = None,
     live: str | os.PathLike[str] | None = None, compose: ComposeOptions | None = None,
     decryption: Keys | None = None, cluster: bool = False, engine: str | None = None,
-    known_valid: KnownValid | None = None, parsed: ParseCache | None = None,
+    known_valid: KnownValid | None = None, parsed: ParseCache | None = None, select: models.Selection | None = None,
 ) -> DesiredState:
     """Read, validate and build every manifest under `path` ("-" = stdin).
 
@@ -105,6 +105,12 @@ def load(
     With `use_lock` (the default), the lock file beside the manifests (lock.py, written by
     `reconcile lock`) pins the image references it names to their digests.
 
+    With `select` (the services a command line named: `reconcile apply SOURCE web`), the state is
+    the part they select (reconciler.spec.selection, which says what a pass over it answers for),
+    validated whole first; a name that is no compose service (or, of manifests, no Container) is
+    a Problem naming the file and the names there are. Naming a compose service that a profile
+    disables enables it with its profiles, as compose does (`compose.load`).
+
     The cyclic garbage collector is paused while loading: the YAML node trees are many small
     acyclic objects, and collections triggered by their allocation tripled the time of a load
     of 1,000 documents. It is re-enabled (if it was on) before returning.
@@ -113,7 +119,7 @@ def load(
     gc.disable()
     try:
         desired, _ = _load(os.fspath(path), limits, use_lock, policy, None if live is None else os.fspath(live),
-                           compose, decryption, cluster, engine, known_valid, parsed)
+                           compose, decryption, cluster, engine, known_valid, parsed, select)
         return desired
     finally:
         if gc_was_enabled:
@@ -148,6 +154,7 @@ def _load(
     path: str, limits: Limits | None, use_lock: bool = True, policy: Policy | None = None, live: str | None = None,
     compose_opts: ComposeOptions | None = None, decryption: Keys | None = None, cluster: bool = False,
     engine: str | None = None, known_valid: KnownValid | None = None, parsed: ParseCache | None = None,
+    select: models.Selection | None = None,
 ) -> tuple[DesiredState, list[Any]]:
     from reconciler.spec import building, composefiles, lock, models, reading
     from reconciler.spec.models import DesiredState
@@ -182,9 +189,11 @@ def _load(
     dropped: list[str] = []         # the compose keys whose values they took out
     location: dict[str, str] = {}   # a compose project's labels of where it is (not hashed)
     profiles: tuple[str, ...] = ()  # its active profiles
+    services: list[str] = []        # its active services
     if compose_files:
-        project, docs, source_files, dropped, location, profiles = _compose(
-            path, live, list(compose_files), compose_opts, builder, warnings, policy)
+        project, docs, source_files, dropped, location, profiles, services = _compose(
+            path, live, list(compose_files), compose_opts, builder, warnings, policy,
+            select.services if select is not None else ())
         compose_problems = len(problems)
     else:
         sources = reading.read_source(path, problems, limits)
@@ -252,7 +261,7 @@ def _load(
     if problems:
         raise SpecError(_new_to_compose(problems, compose_problems, dropped) if compose_problems else problems)
 
-    return DesiredState(
+    desired = DesiredState(
         containers=_frozen(containers),
         images=_frozen(images),
         networks=_frozen(networks),
@@ -266,19 +275,45 @@ def _load(
         warnings=tuple(str(w) for w in sorted(warnings, key=Problem.sort_key)),
         external_networks=external["Network"],
         external_volumes=external["Volume"],
-    ), docs
+    )
+    if select is not None:
+        desired = _selected(desired, select, services if compose_files else None, builder.copies,
+                            source_files[0] if compose_files and source_files else path)
+    return desired, docs
+
+
+def _selected(desired: DesiredState, select: models.Selection, services: list[str] | None,
+              copies: dict[str, list[str]], where: str) -> DesiredState:
+    """The part of `desired` that `select` names (reconciler.spec.selection): a compose
+    project's `services` by the containers labelled with each, else Containers by their names
+    in the manifests (`copies`: the replicas `Builder.replicate` made of each)."""
+    from reconciler.spec import selection
+
+    units: dict[str, list[str]] = {}
+    if services is not None:
+        units = {s: [] for s in services}
+        for name, c in desired.containers.items():
+            service = c.labels.get(selection.COMPOSE_SERVICE)
+            if service in units:
+                units[service].append(name)
+        return selection.select(desired, select, units, where=where)
+    replicas = {copy: obj for obj, made in copies.items() for copy in made}
+    for name in desired.containers:
+        units.setdefault(replicas.get(name, name), []).append(name)
+    return selection.select(desired, select, units, where=where, what="Container")
 
 
 def _compose(
     path: str, live: str | None, files: list[str], opts: ComposeOptions | None, builder: Any,
-    warnings: list[Problem], policy: Policy | None,
-) -> tuple[str, list[Any], list[str], list[str], dict[str, str], tuple[str, ...]]:
+    warnings: list[Problem], policy: Policy | None, services: tuple[str, ...] = (),
+) -> tuple[str, list[Any], list[str], list[str], dict[str, str], tuple[str, ...], list[str]]:
     """The native documents of the compose project at `path` (compose.py, compose_native.py),
     the compose keys whose values a problem took out (`compose.Reader.dropped`), the labels
     that say where the project is (`compose_native.location_labels`, at `live` for a revision
-    copy: kept out of the documents, whose content makes the revision id), and its active
-    profiles. A project with problems still gives its documents: the manifests' checks of them
-    may find more."""
+    copy: kept out of the documents, whose content makes the revision id), its active
+    profiles (with those of the `services` named, which enables them: `compose.load`) and its
+    active services. A project with problems still gives its documents: the manifests' checks of
+    them may find more."""
     from reconciler.spec import compose, compose_native
 
     opts = opts or compose.Options()
@@ -294,12 +329,12 @@ def _compose(
         refuse = lambda p: policy_mod.refuse_file(policy, builder.root, p)  # noqa: E731 - a one-line hook
     rd = compose.Reader(builder.problems, warnings, builder.read_file, refuse or (lambda _p: None), builder.limits,
                         open_sops=builder.decrypted, known_valid=builder.known_valid)
-    model = compose.load(path, opts, rd, files=files)
+    model = compose.load(path, opts, rd, files=files, services=services)
     if model is None:
         raise SpecError(builder.problems or [Problem(files[0], 0, 0, "", "", "", "the compose project does not load")])
     docs = compose_native.documents(model, rd, cluster=builder.cluster)
     return (model.name, docs, list(model.files), [compose.fmt(p) for p in rd.dropped],
-            compose_native.location_labels(model, live), model.profiles)
+            compose_native.location_labels(model, live), model.profiles, list(model.services))
 
 
 def _policy_environ(opts: ComposeOptions | None, policy: Policy) -> ComposeOptions | None:

@@ -101,6 +101,7 @@ class Builder:
     cluster: bool = False
     warnings: list[errors.Problem] = field(default_factory=list)     # what loads but is not honoured there
     known_valid: validity.KnownValid | None = None      # documents that passed their schema before
+    copies: dict[str, list[str]] = field(default_factory=dict)  # a Container with replicas -> its (`replicate`)
     _file_cache: dict[str, bytes | None] = field(default_factory=dict)
     _plain_cache: dict[str, sops.Decrypted | str] = field(default_factory=dict, repr=False)
 
@@ -909,7 +910,7 @@ class Builder:
         and every `dependsOn` naming it as all of them. A replica of a compose service
         (labelled `com.docker.compose.service`) carries its number in
         `com.docker.compose.container-number`, as compose numbers them."""
-        copies: dict[str, list[str]] = {}
+        copies = self.copies
         for name in containers:
             count = docs[name].data["spec"].get("replicas")
             if isinstance(count, int):          # "global": one container on a single host

@@ -1184,6 +1184,26 @@ def _default_network(data: Map) -> None:
             networks.put("default", Map(data.at), data.at)
 
 
+def _named(data: Map, profiles: list[str], named: Sequence[str], rd: Reader) -> list[str]:
+    """The active profiles once the services named on the command line (`reconcile apply SOURCE
+    web`) are enabled, as compose's `WithServicesEnabled`: a named service a profile disables
+    activates its profiles (and so the other services of those), and its dependencies follow
+    the profiles' rule (`_consistency`). A name that is no service of the project is reported
+    here, where the services a profile disables are known: compose's `no such service`."""
+    from reconciler.spec import selection
+
+    services = data.get("services") or Map(data.at)
+    at = data.key_origin("services") if "services" in data else Origin(rd.file, 0, 0)
+    for problem in selection.unknown(named, list(services), what="service", where=at.file):
+        rd.error(at, "services", problem.message)
+    enabled = set(_active(data, profiles))
+    out = list(profiles)
+    for name in named:
+        if name in services and name not in enabled:
+            out += [str(p) for p in services[name].get("profiles") or ()]
+    return list(dict.fromkeys(out))
+
+
 def _active(data: Map, profiles: list[str]) -> list[str]:
     services = data.get("services") or {}
     out = []
@@ -1239,7 +1259,8 @@ def _consistency(data: Map, active: list[str], rd: Reader) -> None:
 # -- entry point -------------------------------------------------------------------------------------
 
 
-def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None = None) -> Model | None:
+def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None = None,
+         services: Sequence[str] = ()) -> Model | None:
     """The compose project of `directory` (or `opts.files`); None when it could not be read or
     merged (the problems are in `rd`).
 
@@ -1258,6 +1279,10 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
     (`-f`) are read instead, relative to the current directory, with the checks the files
     COMPOSE_FILE names get (`_usable`), and the project directory is then
     `opts.project_directory` or the first file's (`composefiles.project_directory`).
+
+    `services`: the services a command line named (`reconcile apply SOURCE web`): each must be
+    one of the project's, and one a profile disables is enabled with its profiles (`_named`);
+    the model's `profiles` are then the ones active with them.
     """
     environ = os.environ if opts.environ is None else opts.environ
     given = directory
@@ -1320,6 +1345,8 @@ def load(directory: str, opts: Options, rd: Reader, *, files: list[str] | None =
     _default_network(data)
     profiles = list(opts.profiles) if opts.profiles is not None else \
         [p.strip() for p in env.get("COMPOSE_PROFILES", "").split(",") if p.strip()]
+    if services:
+        profiles = _named(data, profiles, services, rd)
     active = _active(data, profiles)
     _consistency(data, active, rd)      # problems here still leave a model to translate
     return Model(name=name, directory=directory, files=files, data=data, services=active, env=env,

@@ -40,6 +40,7 @@ __all__ = [
     "RestartPolicy",
     "RollbackPolicy",
     "SecretFile",
+    "Selection",
     "Ulimit",
     "UpdatePolicy",
     "Volume",
@@ -401,6 +402,29 @@ class Volume:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """The services a command line named (`reconcile apply SOURCE web worker`, as `docker compose
+    up web worker`): what `reconciler.spec.selection.select` took of a revision, and the one
+    record of it a pass, the history and a rollback read."""
+
+    services: tuple[str, ...]           # as named: compose services, or Container names of manifests
+    deps: bool = True                   # with what they depend on (False: --no-deps)
+    units: tuple[str, ...] = ()         # the services (Containers) taken: those named and, with deps, their
+    #                                     dependencies, sorted (filled by `select`)
+    containers: tuple[str, ...] = ()    # their containers, sorted (filled by `select`)
+    project: str = ""                   # the compose project's name ("" for manifests)
+
+    def __str__(self) -> str:
+        """`web worker`, `web (--no-deps)`: what was named, as the command line said it."""
+        return " ".join(self.services) + ("" if self.deps else " (--no-deps)")
+
+    def words(self) -> str:
+        """What was taken, for a summary: `services db, web`, `services web (--no-deps)`."""
+        what = "services" if self.project else "Containers"
+        return f"{what} {', '.join(self.units or self.services)}" + ("" if self.deps else " (--no-deps)")
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """One validated revision: every object by kind and name."""
 
@@ -420,3 +444,8 @@ class DesiredState:
     elsewhere: Mapping[str, str] = field(default_factory=dict)
     external_networks: tuple[str, ...] = ()     # Networks declared `external: true`: used, never made
     external_volumes: tuple[str, ...] = ()      # Volumes declared `external: true`: used, never made
+    # the part of the revision a command line selected (reconciler.spec.selection): a pass over it
+    # makes, changes and prunes only that part; None: all of it
+    selection: Selection | None = None
+    # with a selection, the whole revision it was taken from: what `apply` keeps a copy of for rollback
+    whole: DesiredState | None = field(default=None, repr=False, compare=False)

@@ -28,6 +28,8 @@ from typing import Any
 
 from reconciler._dataclass import dataclass, field
 from reconciler._sqlite import Database
+from reconciler.spec import selection as selectionmod
+from reconciler.spec.models import Selection
 
 __all__ = ["DEFAULT_KEEP", "DEFAULT_MAX_AGE", "INTERRUPTED", "RUNNING", "HistoryLimits", "HistoryStore", "Pass",
            "close_unfinished", "configure", "converged_revisions", "every_owner", "last_passes"]
@@ -75,7 +77,8 @@ CREATE TABLE IF NOT EXISTS history_passes (
     cause TEXT NOT NULL DEFAULT '',
     repeats INTEGER NOT NULL DEFAULT 1,
     first_at REAL,
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    selection TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS history_passes_owner ON history_passes (owner, id);
 """
@@ -84,6 +87,7 @@ _COLUMNS = (        # (table, column, declaration) added since the table was mad
     ("history_passes", "repeats", "INTEGER NOT NULL DEFAULT 1"),
     ("history_passes", "first_at", "REAL"),
     ("history_passes", "error", "TEXT NOT NULL DEFAULT ''"),
+    ("history_passes", "selection", "TEXT NOT NULL DEFAULT ''"),
 )
 
 
@@ -104,6 +108,9 @@ class Pass:
     repeats: int = 1                             # identical failed passes merged into this row
     first_at: float | None = None                # started_at of the first of them
     error: str = ""                              # what ended the pass before it finished (disk full...)
+    # the services a command line selected (`reconcile apply SOURCE web`: the pass converged, and
+    # pruned, only them; a rollback to it re-applies them alone); None: the whole revision
+    selection: Selection | None = None
 
     @property
     def first_started_at(self) -> float:
@@ -115,7 +122,10 @@ class Pass:
         return {"id": self.id, "owner": self.owner, "revision": self.revision, "source": self.source,
                 "started_at": self.started_at, "finished_at": self.finished_at, "result": self.result,
                 "counts": dict(self.counts), "changes": list(self.changes), "cause": self.cause,
-                "error": self.error, "repeats": self.repeats, "first_started_at": self.first_started_at}
+                "error": self.error, "repeats": self.repeats, "first_started_at": self.first_started_at,
+                "selection": None if self.selection is None else {
+                    "services": list(self.selection.services), "deps": self.selection.deps,
+                    "units": list(self.selection.units), "containers": list(self.selection.containers)}}
 
 
 class HistoryStore:
@@ -143,19 +153,20 @@ class HistoryStore:
         changes: Sequence[Mapping[str, Any]],
         cause: str = "",
         error: str = "",
+        selection: Selection | None = None,
     ) -> int:
         new = {"revision": revision, "source": source, "started_at": started_at, "finished_at": finished_at,
                "result": result, "counts_json": json.dumps(dict(counts), sort_keys=True),
                "changes_json": json.dumps([_mask_change(c) for c in changes], sort_keys=True, default=str),
-               "cause": cause, "error": error}
+               "cause": cause, "error": error, "selection": selectionmod.to_json(selection)}
         with self.db.tx() as conn:
             pass_id = _merge_repeat(conn, self.owner, new)
             if pass_id is None:
                 cur = conn.execute(
                     "INSERT INTO history_passes (owner, revision, source, started_at, finished_at,"
-                    " result, counts_json, changes_json, cause, error)"
+                    " result, counts_json, changes_json, cause, error, selection)"
                     " VALUES (:owner, :revision, :source, :started_at, :finished_at, :result, :counts_json,"
-                    " :changes_json, :cause, :error)", {"owner": self.owner, **new},
+                    " :changes_json, :cause, :error, :selection)", {"owner": self.owner, **new},
                 )
                 pass_id = int(cur.lastrowid or 0)
             self._prune(conn, now=finished_at)
@@ -179,10 +190,11 @@ class HistoryStore:
         )
         return int(cur.rowcount or 0)
 
-    def begin(self, *, revision: str, source: str, started_at: float, cause: str = "") -> int:
+    def begin(self, *, revision: str, source: str, started_at: float, cause: str = "",
+              selection: Selection | None = None) -> int:
         """Put a pass on record before it changes anything (result `running`); its id."""
         return self.record(revision=revision, source=source, started_at=started_at, finished_at=started_at,
-                           result=RUNNING, counts={}, changes=[], cause=cause)
+                           result=RUNNING, counts={}, changes=[], cause=cause, selection=selection)
 
     def finish(
         self,
@@ -233,7 +245,7 @@ class HistoryStore:
 
 # a failed pass equal to the one before it in all of these is that pass again: one row, its
 # `repeats` counted (an agent retrying a broken revision every few seconds would fill the history)
-_REPEAT = ("revision", "source", "result", "counts_json", "changes_json", "cause", "error")
+_REPEAT = ("revision", "source", "result", "counts_json", "changes_json", "cause", "error", "selection")
 
 
 def _merge_repeat(conn: sqlite3.Connection, owner: str, new: Mapping[str, Any], *,
@@ -263,6 +275,7 @@ def _pass(r: Any) -> Pass:
         started_at=r["started_at"], finished_at=r["finished_at"], result=r["result"],
         counts=json.loads(r["counts_json"]), changes=json.loads(r["changes_json"]),
         cause=r["cause"], repeats=r["repeats"], first_at=r["first_at"], error=r["error"],
+        selection=selectionmod.from_json(r["selection"]),
     )
 
 
@@ -286,7 +299,7 @@ def close_unfinished(db: Database) -> int:
     """Mark every pass still `running` as `interrupted`; how many. Only for a writer holding the
     store lock before its own pass begins: no other pass can be running then, so a `running`
     record is one whose process died (kill -9, a second SIGTERM)."""
-    db.ensure_schema("history", _DDL)
+    db.ensure_schema("history", _DDL, _COLUMNS)
     if db.connect().execute("SELECT 1 FROM history_passes WHERE result = ? LIMIT 1", (RUNNING,)).fetchone() is None:
         return 0                                # the usual case: no write
     with db.tx() as conn:
@@ -297,7 +310,7 @@ def close_unfinished(db: Database) -> int:
 def converged_revisions(db: Database) -> dict[str, list[str]]:
     """Every owner's converged revisions, each once, most recently converged first: what
     `reconcile rollback --owner` can re-apply, in the order the kept copies are pruned by."""
-    db.ensure_schema("history", _DDL)
+    db.ensure_schema("history", _DDL, _COLUMNS)
     rows = db.connect().execute(
         "SELECT owner, revision FROM history_passes WHERE result = 'converged'"
         " GROUP BY owner, revision ORDER BY owner, MAX(id) DESC")

@@ -498,15 +498,17 @@ class InventoryStore:
     # --- local tags (shared by owners: the rule sharedTags weighs one owner's move of a tag
     #     against the others', spec/policy.py refuse_tag)
 
-    def tags_moved(self, moved: Iterable[tuple[str, str]], *, keep: Collection[str], now: float) -> None:
+    def tags_moved(self, moved: Iterable[tuple[str, str]], *, keep: Collection[str], now: float,
+                   forget: bool = True) -> None:
         """Record the local tags this owner's pass moved ((tag, "build" | "pull"), tags
         normalised by `tag_of`), and forget its records of tags its revision no longer names
-        (not in `keep`): a tag it left is no longer its. Writes nothing when nothing changed."""
+        (not in `keep`; none unless `forget`): a tag it left is no longer its. Writes nothing
+        when nothing changed."""
         moves = dict(moved)
         conn = self.db.connect()
         left = [(str(r["ref"]), self.owner) for r in conn.execute("SELECT ref FROM inv_tags WHERE owner = ?",
                                                                   (self.owner,))
-                if r["ref"] not in keep and r["ref"] not in moves]
+                if forget and r["ref"] not in keep and r["ref"] not in moves]
         if not (moves or left):
             return
         with self.db.tx() as tx:

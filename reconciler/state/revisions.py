@@ -84,13 +84,14 @@ class Snapshot:
                 **({} if self.compose_profiles is None else {"compose_profiles": list(self.compose_profiles)})}
 
 
-def _load_copy(tree: Path, snap: Snapshot, decryption: Keys | None = None, cluster: bool = False) -> models.DesiredState:
+def _load_copy(tree: Path, snap: Snapshot, decryption: Keys | None = None, cluster: bool = False,
+               select: models.Selection | None = None) -> models.DesiredState:
     """The kept copy under `tree` loaded as the original was: a compose project under its own
     name, from the compose files it merged, in their order (as `-f` names them: those of `apply
     -f`, of COMPOSE_FILE, or found by their names), in its project directory, with the profiles
     that were active (`--profile` or COMPOSE_PROFILES then, not the shell's now); its
     SOPS-encrypted files (kept encrypted) decrypted again with `decryption`; replicas as one
-    service each on a cluster (spec.load's `cluster`)."""
+    service each on a cluster (spec.load's `cluster`); the part `select` names (spec.load's)."""
     path = tree / snap.load
     if snap.project:
         files = tuple(str(tree / f) for f in snap.compose_files)
@@ -98,8 +99,8 @@ def _load_copy(tree: Path, snap: Snapshot, decryption: Keys | None = None, clust
         return spec.load(path, compose=spec.ComposeOptions(project_name=snap.project, files=files,
                                                            project_directory=directory,
                                                            profiles=snap.compose_profiles),
-                         decryption=decryption, cluster=cluster)
-    return spec.load(path, decryption=decryption, cluster=cluster)
+                         decryption=decryption, cluster=cluster, select=select)
+    return spec.load(path, decryption=decryption, cluster=cluster, select=select)
 
 
 class RevisionStore:
@@ -201,13 +202,14 @@ class RevisionStore:
         snaps = [s for s in (self.get(n) for n in names) if s is not None]
         return sorted(snaps, key=lambda s: s.saved_at, reverse=True)
 
-    def load(self, snap: Snapshot) -> models.DesiredState:
-        """The kept revision's desired state, its paths mapped back to where the files came from."""
+    def load(self, snap: Snapshot, *, select: models.Selection | None = None) -> models.DesiredState:
+        """The kept revision's desired state (the part `select` names: a pass's selection of
+        services), its paths mapped back to where the files came from."""
         if not snap.rollback:
             raise SnapshotError(f"revision {snap.revision[:12]} cannot be re-applied: {snap.reason}")
         tree = Path(os.path.realpath(snap.path / _TREE))     # the loader resolves symlinks
         try:
-            loaded = _load_copy(tree, snap, self.decryption, self.cluster)
+            loaded = _load_copy(tree, snap, self.decryption, self.cluster, select)
         except spec.SpecError as e:
             raise SnapshotError(f"the kept copy of revision {snap.revision[:12]} does not load:\n{e}",
                                 hint=f"remove {snap.path} and apply the files instead") from None

@@ -1,0 +1,138 @@
+"""Service selection: part of a revision, as `docker compose up -d web worker` starts part of a project.
+
+    from reconciler.spec import selection
+    part = selection.select(desired, models.Selection(("web",)), units, where="compose.yaml")
+
+`reconcile apply SOURCE web worker` (and `--once`, `diff`, `validate`) converges only what the
+names select. The one rule of what a selection takes and what a pass over it answers for:
+
+- a name is a compose service (its containers: `<project>-<service>-1`, its replicas, or its
+  `container_name`), or, in reconciler's own manifests, a Container by its `metadata.name` (its
+  replicas `<name>-N` with it); `spec.load` says which containers each name stands for (`units`);
+- taken: the containers of the names and, unless `deps` is False (`--no-deps`), of everything
+  they depend on (`dependsOn`, compose's `depends_on`, and the container whose network namespace
+  one joins: `network_mode: service:`), transitively; and the Networks, Volumes and Images those
+  containers use (declared, external or implicit). Nothing else is made, changed or started;
+- an unknown name is a SpecError naming the file and the names there are (a compose project's
+  names are checked where profiles are known, `compose.load`: a service a profile disables is
+  enabled by naming it, with its profiles, as compose's `WithServicesEnabled`);
+- pruned (`covers`): only the containers the manifests no longer list of a selected compose
+  service (scaled down: its replica 3 of 2). The rest of the revision, what it no longer lists,
+  and every Network and Volume the manifests no longer list are left exactly as they are, until
+  a pass over the whole revision (the planner's one prune rule asks `covers`);
+- the verdict (converged, exit code), the history row and a rollback are about the selection:
+  `DesiredState.selection` records it (`models.Selection`), `state/history.py` keeps it.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from reconciler._dataclass import dataclasses
+from reconciler.spec import models
+from reconciler.spec.errors import Problem, SpecError
+
+__all__ = ["COMPOSE_PROJECT", "COMPOSE_SERVICE", "covers", "from_json", "select", "to_json", "unknown"]
+
+COMPOSE_PROJECT = "com.docker.compose.project"    # the labels compose puts on a service's containers
+COMPOSE_SERVICE = "com.docker.compose.service"
+_JOIN = "container:"                              # a container joining another's network namespace
+
+
+def unknown(names: Sequence[str], known: Sequence[str], *, what: str, where: str) -> list[Problem]:
+    """A problem for each of `names` that is not one of `known` (`what`: "service", "Container"),
+    at `where`, naming what there is: compose's `no such service: NAME`, with the project's."""
+    from reconciler.spec import schemas
+
+    there = ", ".join(sorted(known)) or "none"
+    return [Problem(where, 0, 0, "", "", "",
+                    f"no such {what}: {name!r}{schemas.did_you_mean(name, sorted(known))}; the {what}s here: {there}")
+            for name in names if name not in known]
+
+
+def select(desired: models.DesiredState, wanted: models.Selection, units: Mapping[str, Sequence[str]], *,
+           where: str, what: str = "service") -> models.DesiredState:
+    """The part of `desired` that `wanted` selects (the module's docstring), with
+    `DesiredState.selection` saying what was taken. `units`: each name a command line may give
+    -> the names of its containers in `desired`; `where`: the file an unknown name is reported
+    at. SpecError for an unknown name: nothing is selected then."""
+    problems = unknown(wanted.services, list(units), what=what, where=where)
+    if problems:
+        raise SpecError(problems, hint=f"name {what}s of {where}, or leave the names out to converge all of it")
+    unit_of = {c: u for u, cs in units.items() for c in cs}
+    taken: set[str] = set()
+    todo = list(wanted.services)
+    while todo:
+        u = todo.pop()
+        if u in taken:
+            continue
+        taken.add(u)
+        if not wanted.deps:
+            continue
+        for c in units[u]:
+            todo += [unit_of[d] for d in _needs(desired.containers[c]) if d in unit_of and unit_of[d] not in taken]
+    names = sorted(c for u in taken for c in units[u])
+    chosen = {n: desired.containers[n] for n in names}
+    networks = {n for c in chosen.values() for n in c.networks}
+    volumes = {m.source for c in chosen.values() for m in c.volumes if m.type == "volume" and m.source}
+    images = {c.image_object for c in chosen.values() if c.image_object}
+    return dataclasses.replace(
+        desired,
+        containers=MappingProxyType(chosen),
+        images=MappingProxyType({n: v for n, v in desired.images.items() if n in images}),
+        networks=MappingProxyType({n: v for n, v in desired.networks.items() if n in networks}),
+        volumes=MappingProxyType({n: v for n, v in desired.volumes.items() if n in volumes}),
+        external_networks=tuple(n for n in desired.external_networks if n in networks),
+        external_volumes=tuple(n for n in desired.external_volumes if n in volumes),
+        selection=dataclasses.replace(wanted, units=tuple(sorted(taken)), containers=tuple(names),
+                                      project=desired.project),
+        whole=desired.whole or desired,
+    )
+
+
+def _needs(c: models.Container) -> list[str]:
+    """The containers `c` cannot run without: what it depends on, and the one whose network
+    namespace it joins."""
+    return [*c.depends_on, *(n.removeprefix(_JOIN) for n in c.networks if n.startswith(_JOIN))]
+
+
+def covers(selection: models.Selection | None, kind: str, name: str, labels: Mapping[str, Any]) -> bool:
+    """Whether a pass over `selection` answers for the inventory's object `kind`/`name` (its
+    recorded `labels`), so may prune it when the manifests no longer list it: every object
+    without a selection; with one, a container it took, or one of a compose service it took
+    (the project's and the service's labels: a replica scaled away); nothing else."""
+    if selection is None:
+        return True
+    if kind != "Container":
+        return False
+    if name in selection.containers:
+        return True
+    return bool(selection.project) and labels.get(COMPOSE_PROJECT) == selection.project \
+        and labels.get(COMPOSE_SERVICE) in selection.units
+
+
+def to_json(selection: models.Selection | None) -> str:
+    """The selection as the history keeps it ("": none)."""
+    if selection is None:
+        return ""
+    return json.dumps({"services": list(selection.services), "deps": selection.deps, "units": list(selection.units),
+                       "containers": list(selection.containers), "project": selection.project}, sort_keys=True)
+
+
+def from_json(text: str) -> models.Selection | None:
+    """What `to_json` kept (None: no selection, or a record this version cannot read)."""
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+        return models.Selection(services=tuple(str(s) for s in doc["services"]), deps=bool(doc.get("deps", True)),
+                                units=tuple(str(u) for u in doc.get("units", ())),
+                                containers=tuple(str(c) for c in doc.get("containers", ())),
+                                project=str(doc.get("project", "")))
+    except (ValueError, KeyError, TypeError):
+        return None

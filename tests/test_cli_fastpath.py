@@ -58,6 +58,10 @@ EVERYDAY = [
     ["apply", "-f", "compose.yaml", "-f", "prod.yaml", "-p", "shop"], ["apply", "--file=c.yml", "--project-name=x"],
     ["apply", "-f", "deploy/c.yml", "--project-directory", "."],
     ["apply"], ["apply", "--root", "m"],     # no source, no -f: parsed alike, refused by apply (exit 2)
+    # service names after the source, anywhere among the options (argparse's intermixed parse), and --no-deps
+    ["apply", "a", "b"], ["apply", "m", "web", "worker"], ["apply", "m", "--no-deps", "web"],
+    ["apply", "m", "--root", "/r", "web", "-o", "json", "worker"], ["apply", "-f", "c.yml", "web", "--no-deps"],
+    ["apply", "--no-deps", "-f", "c.yml", "-p", "shop", "web"],
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -78,7 +82,7 @@ TO_ARGPARSE = [
     ["run", "--restart", "sometimes", "img"], ["run", "--pids-limit", "x", "img"], ["run", "--", "img"],
     ["run", "img", "--", "true"], ["run", "--det", "img"], ["run", "-e=A", "img"],
     ["run", "--rm=1", "img"], ["run", "--health-interval", "soon", "img"], ["run", "-e", "-x", "img"],
-    ["apply", "a", "b"], ["apply", "-f"], ["apply", "-f", "-"], ["apply", "-", "--root", "/r"], ["apply", "--help"], ["apply", "--settle", "soon", "m"],
+    ["apply", "-f"], ["apply", "-f", "-"], ["apply", "-", "--root", "/r"], ["apply", "--help"], ["apply", "--settle", "soon", "m"],
     ["apply", "--parallel", "x", "m"], ["apply", "--runtime", "bogus", "m"],
     ["apply", "-o", "wide", "m"], ["apply", "--dry", "m"], ["apply", "--socket", "s", "m"],
 ]

@@ -99,7 +99,8 @@ SPEC = fastpath.Spec((
      "in this state root's inventory (made from another state root, or from one whose state was lost), instead "
      "of refusing them"),
     (("--dry-run",), "dry_run", "print the plan; change nothing"),
-), positional=SOURCE, logs=True, valued=(
+    options.NO_DEPS,
+), positional=SOURCE, more=options.SERVICES, logs=True, valued=(
     OWNER, HOST_LABEL, options.POLICY, options.DECRYPTION, TIMEOUT, PARALLEL, SETTLE_FLAG, KEEP_REVISIONS,
     *options.COMPOSE))
 
@@ -271,7 +272,7 @@ def _run(args: argparse.Namespace) -> int:
     loaded = spec.load(source, policy=chosen, compose=compose,
                        decryption=decryption_keys(args), cluster=args.runtime == "swarm",
                        engine=args.runtime,     # SpecError/PolicyError → exit 2, before anything is touched
-                       known_valid=known, parsed=parsed)
+                       known_valid=known, parsed=parsed, select=options_mod.selection(args))
     print_warnings(loaded)
     options = passes.PassOptions(owner=args.owner, allow_empty=args.allow_empty, dry_run=args.dry_run,
                                  max_workers=max(1, args.parallel), source=os.path.abspath(source)
@@ -293,8 +294,8 @@ def _run(args: argparse.Namespace) -> int:
                                  execute_options=executor.ExecuteOptions(max_workers=options.max_workers, stop=stop,
                                                                          on_start=started_work))
         if result.changeset is not None and result.converged:
-            keep_revision(args, loaded, options.source, keep=args.keep_revisions)   # all of it: a
-            #                                         rollback takes this host's part again, by its labels then
+            keep_revision(args, loaded.whole or loaded, options.source, keep=args.keep_revisions)   # all of
+            #       it: a rollback takes this host's part (and the pass's selection: its history) again
     db.close()                              # its WAL checkpointed, as at exit
     known.save()                            # the state root exists now, also on a first run
     parsed.save()
@@ -381,7 +382,8 @@ def print_result(result: Any, fmt: str = "table") -> int:
         if r.hint:
             print(f"  hint: {r.hint}", file=sys.stderr)
     counts = ", ".join(f"{v} {k}" for k, v in result.changeset.counts().items()) or "nothing to do"
-    print(f"{result.result}: revision {result.revision[:12]}: {counts} ({result.duration:.2f}s)")
+    part = f" ({result.selection.words()})" if result.selection is not None else ""
+    print(f"{result.result}: revision {result.revision[:12]}{part}: {counts} ({result.duration:.2f}s)")
     if full:
         return EXIT_DISK_FULL
     return code

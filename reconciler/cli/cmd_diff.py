@@ -37,6 +37,7 @@ def register(subparsers: Any) -> None:
     options.add_policy_flag(parser)
     options.add_decryption_flag(parser)
     options.add_compose_flags(parser)
+    options.add_selection_flags(parser)
     parser.add_argument("--allow-empty", action="store_true", help="plan as apply --allow-empty would")
     parser.add_argument("--adopt", action="store_true", help="plan as apply --adopt would")
     output.add_output_flag(parser)
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         chosen = policy.load_policy(args.policy)
         desired = spec.load(source, policy=chosen, compose=compose,
                             decryption=options.decryption_keys(args), cluster=args.runtime == "swarm",
-                            engine=args.runtime)
+                            engine=args.runtime, select=options.selection(args))
         cmd_apply.print_warnings(desired)
         desired = cmd_apply.host_part(args, desired)
         with cmd_apply.open_runtime(args, supervise=False) as runtime:
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     unsaid, drift, in_sync = passes.diff_verdict(plan, down)
     if output.wants_data(args):
         output.print_data({**plan.to_json(), "in_sync": in_sync, "unready": dict(sorted(down.items())),
-                           "unresolved": dict(sorted(errors.items())), "elsewhere": dict(desired.elsewhere)},
+                           "unresolved": dict(sorted(errors.items())), "elsewhere": dict(desired.elsewhere),
+                           **({"selection": list(desired.selection.units)} if desired.selection else {})},
                           args.output)
     else:
         if plan.actions or plan.notes:
@@ -79,10 +81,11 @@ def run(args: argparse.Namespace) -> int:
         for ref, err in sorted(errors.items()):
             print(f"warning: could not resolve {ref}: {err}", file=sys.stderr)
         converging = f"{len(plan.converging)} converging" if plan.converging else ""
+        part = f" ({desired.selection.words()})" if desired.selection else ""
         if drift:
-            print(_summary(len(plan.actions), len(unsaid)) + (f"; {converging}" if converging else ""))
+            print(_summary(len(plan.actions), len(unsaid)) + (f"; {converging}" if converging else "") + part)
         else:
-            print(f"not in sync: {converging}" if converging else "in sync")
+            print((f"not in sync: {converging}" if converging else "in sync") + part)
     return 0 if in_sync else 1
 
 

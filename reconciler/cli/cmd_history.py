@@ -3,7 +3,9 @@
 
 Every owner's passes, with an OWNER column, unless `--owner` names one (as `kubectl get -A`,
 `helm list -A`): on an agent's root each source records its passes under its own owner (its
-name by default), and `reconcile status` points here whatever they are called."""
+name by default), and `reconcile status` points here whatever they are called. A pass that
+converged a selection of services (`reconcile apply SOURCE web`) says which after its source
+(`-o json`: `selection`), and a rollback to it re-applies those alone."""
 
 from __future__ import annotations
 
@@ -79,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                      "time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.started_at)),
                      "revision": p.revision[:12], "result": p.result,
                      "changes": ", ".join(f"{v} {k}" for k, v in p.counts.items()),
-                     "source": f"{p.cause} ({p.source})" if p.cause else p.source,
+                     "source": (f"{p.cause} ({p.source})" if p.cause else p.source) +
+                     (f": {p.selection.words()}" if p.selection else ""),
                      "rollback": "yes" if ok else f"no: {why}"})
     columns = [("ID", "id"), *([("OWNER", "owner")] if args.owner is None else []), ("TIME (UTC)", "time"),
                ("REVISION", "revision"), ("RESULT", "result"), ("CHANGES", "changes"), ("ROLLBACK", "rollback"),

@@ -4,8 +4,9 @@ Without an agent (hosts run by `reconcile apply` / `--once`): re-applies the cop
 revision that apply kept under `<root>/revisions/` (default: the newest converged revision of
 `--owner` other than the one applied now), through the same pass as apply, with its exit codes
 (0 converged, 1 some actions failed, 2 unknown or unusable revision: nothing changed, the
-available ones are listed; 143/130 stopped by SIGTERM/SIGINT, as apply). History records the pass with the cause "rollback to <id>". The
-next `reconcile apply SOURCE` follows the files again.
+available ones are listed; 143/130 stopped by SIGTERM/SIGINT, as apply). History records the pass with the cause "rollback to <id>". A pass
+that converged a selection of services (`reconcile apply SOURCE web`) is rolled back to with the
+same selection: those services alone. The next `reconcile apply SOURCE` follows the files again.
 
 With a running agent on the root (its agent.json, $RECONCILER_SOCKET or --socket):
 `reconcile rollback SOURCE [REVISION]` pins the agent's source to an earlier converged revision
@@ -96,6 +97,7 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
 
     from reconciler.cli import cmd_apply, output
     from reconciler.execution import executor, locking, passes, stopping
+    from reconciler.spec import models
     from reconciler.state import history, revisions
 
     db = cmd_apply.open_db(args)
@@ -113,7 +115,8 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
 
     def available() -> str:
         lines = [f"  {p.revision[:12]}  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(p.started_at))}"
-                 f"  {p.source}{'  (applied now)' if p.revision == current else ''}" for p, _ in usable]
+                 f"  {p.source}{f' ({p.selection.words()})' if p.selection else ''}"
+                 f"{'  (applied now)' if p.revision == current else ''}" for p, _ in usable]
         return "revisions that can be rolled back to (newest first):\n" + "\n".join(lines) if lines else \
             f"no revision of owner {args.owner!r} can be rolled back to (none kept under {store.dir})"
 
@@ -142,14 +145,17 @@ def _run_offline(args: argparse.Namespace, wanted: str | None) -> int:
                       "or before revisions were kept): apply its files instead")
     if not snap.rollback:
         return refuse(f"revision {target.revision[:12]} cannot be re-applied: {snap.reason}")
-    loaded = store.load(snap)                          # SnapshotError (exit 2) if the copy was tampered with
+    # the services the pass rolled back to converged, and no others (its selection: `apply SOURCE web`)
+    chosen = target.selection and models.Selection(services=target.selection.services, deps=target.selection.deps)
+    loaded = store.load(snap, select=chosen or None)   # SnapshotError (exit 2) if the copy was tampered with
     cause = f"rollback to {target.revision[:12]}"
     options = passes.PassOptions(owner=args.owner, max_workers=max(1, args.parallel), source=snap.source,
                                  cause=cause, settle=args.settle, rollout_timeout=args.timeout)
     with stopping.Stopper() as stop, locking.store_lock(args.root):
         desired = cmd_apply.host_part(args, loaded, converge=True)      # under the lock, as apply's
         print(f"{cause} (applied {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(target.started_at))} UTC "
-              f"from {snap.source}; was {(current or '-')[:12]})",
+              f"from {snap.source}{f', {target.selection.words()}' if target.selection else ''}; was "
+              f"{(current or '-')[:12]})",
               file=sys.stderr if output.wants_data(args) else sys.stdout)
         session = cmd_apply.open_runtime(args)
         with session as runtime:

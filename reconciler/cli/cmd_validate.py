@@ -1,7 +1,8 @@
 """`reconcile validate PATH`: load and check manifests without touching the host.
 
 Exit 0 when every manifest is valid (prints a summary), 2 when any is not (lists every
-problem as `file:line:column: kind/name: field: message`). `--output json` (or yaml) prints
+problem as `file:line:column: kind/name: field: message`). With SERVICE names (`validate DIR web`)
+it checks them too, as apply would take them, and counts what they select. `--output json` (or yaml) prints
 the same as data.
 """
 
@@ -27,6 +28,7 @@ def register(subparsers: Any) -> None:
                         "recursively), a directory holding a compose file (compose.yaml, docker-compose.yml, ...) "
                         "or - for stdin; left out with -f")
     options.add_compose_flags(parser)
+    options.add_selection_flags(parser)
     options.add_policy_flag(parser)
     options.add_decryption_flag(parser)
     options.add_target_flag(parser)
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = policy.load_policy(args.policy)        # PolicyError: exit 2
     try:
         desired = spec.load(path, policy=chosen, compose=compose, decryption=options.decryption_keys(args),
-                            cluster=args.runtime == "swarm", engine=args.runtime)
+                            cluster=args.runtime == "swarm", engine=args.runtime, select=options.selection(args, "path"))
         options.check_target(desired, args.runtime)
     except spec.SpecError as exc:
         if output.wants_data(args):
@@ -72,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     if output.wants_data(args):
         output.print_data({"valid": True, "revision": desired.revision, "files": list(desired.sources),
-                           "objects": objects, "warnings": list(desired.warnings)}, args.output)
+                           "objects": objects, "warnings": list(desired.warnings),
+                           **({"selection": list(desired.selection.units)} if desired.selection else {})},
+                          args.output)
         return 0
     for warning in desired.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -81,5 +85,6 @@ def run(args: argparse.Namespace) -> int:
         for word, items in (("container", desired.containers), ("image", desired.images),
                             ("network", desired.networks), ("volume", desired.volumes))
     )
-    print(f"valid: {counts} in {_plural(len(desired.sources), 'file')} (revision {desired.revision[:12]})")
+    part = f" selected ({desired.selection.words()})" if desired.selection else ""
+    print(f"valid: {counts}{part} in {_plural(len(desired.sources), 'file')} (revision {desired.revision[:12]})")
     return 0

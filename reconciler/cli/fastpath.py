@@ -55,14 +55,15 @@ class Spec:
     parser (`add_to`, called by the command's register()) and for this path, which parses the
     everyday forms by it (an option it does not describe: argparse answers)."""
 
-    __slots__ = ("choices", "defaults", "engine", "flags", "logs", "output", "positional", "remainder", "runtime",
-                 "types", "valued")
+    __slots__ = ("choices", "defaults", "engine", "flags", "logs", "more", "output", "positional", "remainder",
+                 "runtime", "types", "valued")
 
     def __init__(self, flags: tuple[tuple[tuple[str, ...], str, str], ...] = (), *, output: str | None = "table",
                  positional: tuple[str, ...] | None = None, engine: bool = True, runtime: bool = True,
                  defaults: dict[str, object] | None = None,
                  valued: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (),
-                 remainder: tuple[str, str, str] | None = None, logs: bool = False) -> None:
+                 remainder: tuple[str, str, str] | None = None, logs: bool = False,
+                 more: tuple[str, str, str] | None = None) -> None:
         self.flags = flags                  # its flags that take no value: ((-a, --all), dest, help)
         self.valued = valued                # its options written `-t VALUE` or `--tag=VALUE`: ((-t, --tag), dest,
                                             # add_argument's keywords: default, choices, action="append", type, help...)
@@ -76,6 +77,9 @@ class Spec:
         self.runtime = runtime              # --runtime
         self.defaults = defaults or {}      # its other options' defaults (its register() adds them)
         self.logs = logs                    # it logs (apply): its parser sets no `no_logging`
+        self.more = more                    # (dest, metavar, help): the positionals after the first ("*":
+                                            # `apply SOURCE SERVICE...`), anywhere among the options
+                                            # (parsing.intermixed: argparse's intermixed parse)
         if engine:                          # options.add_engine_options' --oci-runtime
             self.choices["oci_runtime"] = OCI_RUNTIMES
         if runtime:                         # engines.add_runtime_flag's
@@ -117,6 +121,12 @@ class Spec:
 
             dest, metavar, help_text = self.remainder
             parser.add_argument(dest, nargs=argparse.REMAINDER, metavar=metavar, help=help_text)
+        if self.more is not None:
+            from reconciler.cli import parsing
+
+            dest, metavar, help_text = self.more
+            parser.add_argument(dest, nargs="*", metavar=metavar, help=help_text)
+            parsing.intermixed(parser)
         for flags, dest, help_text in self.flags:
             parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
         for flags, dest, keywords in self.valued:
@@ -162,6 +172,8 @@ def _defaults(command: str, spec: Spec) -> dict[str, object]:
     values.update({dest: keywords.get("default") for _, dest, keywords in spec.valued})
     if spec.remainder is not None:
         values[spec.remainder[0]] = []
+    if spec.more is not None:
+        values[spec.more[0]] = []
     values.update(spec.defaults)
     values.update({k: list(v) for k, v in values.items() if isinstance(v, list)})    # appended to: copies
     return values
@@ -241,6 +253,9 @@ def _place(spec: Spec, values: dict[str, object], positional: list[str]) -> bool
         return len(positional) == 1
     if nargs == "?":
         values[dest] = positional[0] if positional else None
+        if spec.more is not None:               # argparse's intermixed reading: the first, then the rest
+            values[spec.more[0]] = positional[1:]
+            return True
         return len(positional) <= 1
     values[dest] = positional
     return bool(positional)

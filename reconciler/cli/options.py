@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-__all__ = ["COMPOSE", "DECRYPTION", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "POLICY", "add_compose_flags",
-           "add_decryption_flag", "add_engine_options", "add_policy_flag", "add_target_flag", "check_target",
-           "compose_source", "decryption_keys", "engine_defaults"]
+__all__ = ["COMPOSE", "DECRYPTION", "DEFAULT_ROOT", "DEFAULT_RUN_DIR", "NO_DEPS", "POLICY", "SERVICES",
+           "add_compose_flags", "add_decryption_flag", "add_engine_options", "add_policy_flag", "add_selection_flags",
+           "add_target_flag", "check_target", "compose_source", "decryption_keys", "engine_defaults", "selection"]
 
 DEFAULT_ROOT = "/var/lib/reconciler"
 DEFAULT_RUN_DIR = "/run/reconciler"
@@ -118,6 +118,48 @@ COMPOSE: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
 )
 
 
+# the services a command converges (`apply SOURCE web worker`, as `docker compose up web worker`), and
+# --no-deps, described once for apply (and its fast path: cmd_apply.SPEC), diff and validate:
+# (dest, metavar, help) of the positionals after SOURCE, and (flags, dest, help) of the flag
+SERVICES = ("services", "SERVICE", "converge only these compose services (or Containers of manifests, by name) "
+            "and what they depend on, as `docker compose up SERVICE...`: nothing else is made, changed or "
+            "removed, and the result is about them; with -f every name after the options is a service")
+NO_DEPS = (("--no-deps",), "no_deps", "with SERVICE names: not what they depend on, as `docker compose up "
+           "--no-deps` (their containers are made and started without waiting for those)")
+
+
+def add_selection_flags(parser: argparse.ArgumentParser) -> None:
+    """SERVICE... after the source, anywhere among the options, and --no-deps (diff, validate;
+    apply's are in its SPEC)."""
+    from reconciler.cli import parsing
+
+    dest, metavar, help_text = SERVICES
+    parser.add_argument(dest, nargs="*", metavar=metavar, help=help_text)
+    parsing.intermixed(parser)
+    flags, dest, help_text = NO_DEPS
+    parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
+
+
+def selection(args: argparse.Namespace, dest: str = "source") -> Any:
+    """The services the command line selects (a spec.models.Selection; None: all of them): the
+    SERVICE names, and with -f the positional `dest` too (the project directory is then the
+    first file's: every name after the options is a service, as after `docker compose -f FILE
+    up`). TerminalError (exit 2) for --no-deps without a name."""
+    from reconciler.errors import TerminalError
+
+    names = list(getattr(args, "services", None) or ())
+    if getattr(args, "files", None) and getattr(args, dest, None) is not None:
+        names.insert(0, str(getattr(args, dest)))
+    if not names:
+        if getattr(args, "no_deps", False):
+            raise TerminalError("--no-deps leaves out what the services named depend on, and no service is named",
+                                hint="name the services after the source: reconcile apply SOURCE web --no-deps")
+        return None
+    from reconciler.spec import models
+
+    return models.Selection(services=tuple(dict.fromkeys(names)), deps=not getattr(args, "no_deps", False))
+
+
 def add_compose_flags(parser: argparse.ArgumentParser) -> None:
     """-f FILE (repeatable), -p NAME, --project-directory DIR, --profile NAME (repeatable): a
     compose project read as `docker compose -f ... -p ... --profile ...` reads it (validate,
@@ -128,10 +170,11 @@ def add_compose_flags(parser: argparse.ArgumentParser) -> None:
 
 def compose_source(args: argparse.Namespace, dest: str = "source", what: str = "SOURCE") -> tuple[str, Any]:
     """What to load, and the compose options it is read with (None: the defaults), from the
-    positional `dest` and the compose flags: with -f, the files (the positional left out; the
-    source is then the project directory, `composefiles.project_directory`, the one rule for
-    it); else the positional. `--profile`s replace COMPOSE_PROFILES, as compose's do.
-    TerminalError (exit 2) for a combination that says two things."""
+    positional `dest` and the compose flags: with -f, the files (the positional left out, or,
+    for a command that takes SERVICE names, the first of them: `selection`; the source is then
+    the project directory, `composefiles.project_directory`, the one rule for it); else the
+    positional. `--profile`s replace COMPOSE_PROFILES, as compose's do. TerminalError (exit 2)
+    for a combination that says two things."""
     from reconciler.errors import TerminalError
 
     source = getattr(args, dest, None)
@@ -147,7 +190,7 @@ def compose_source(args: argparse.Namespace, dest: str = "source", what: str = "
                                 "or compose files with -f FILE")
         if name is None and profiles is None:
             return str(source), None
-    elif source is not None:
+    elif source is not None and not hasattr(args, "services"):
         raise TerminalError(f"-f names the compose files, and {what} {source} names another place to read",
                             hint=f"leave {what} out (the project directory is the first file's), or use "
                             f"--project-directory {source}")

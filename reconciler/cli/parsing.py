@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Parser"]
+__all__ = ["Parser", "intermixed"]
 
 _width: int | None = None
 
@@ -75,8 +75,31 @@ _PENDING = 80       # any width: _Formatter measures the terminal's when it form
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser (and the subcommands' parsers, made by it) with the _Formatter."""
+    """An ArgumentParser (and the subcommands' parsers, made by it) with the _Formatter; one
+    made `intermixed` (`intermixed(parser)`) takes its positionals between its options too."""
+
+    intermixed = False
+    _mixing = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if not self.intermixed or self._mixing:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True             # argparse's intermixed parse calls this twice itself
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+
+def intermixed(parser: argparse.ArgumentParser) -> None:
+    """Let `parser` (a subcommand's) take its positionals anywhere among its options, as
+    `parse_intermixed_args` does: `apply SOURCE --no-deps web` names the service web. Plain
+    argparse gives every positional of `SOURCE [SERVICE...]` its value from the first run of
+    words (SOURCE alone), and an error for `web`; the fast path reads it the same way
+    (cli/fastpath.py `Spec.more`)."""
+    if isinstance(parser, Parser):
+        parser.intermixed = True

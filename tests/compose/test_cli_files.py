@@ -126,8 +126,6 @@ def test_what_the_files_name_wrongly_is_refused_as_compose_file_is(
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["apply", "deploy", "-f", "deploy/base.yml"], "error: -f names the compose files, and SOURCE deploy names "
-     "another place to read"),
     (["diff"], "error: nothing to read: give SOURCE (a manifest file, a directory, or - for stdin), or compose "
      "files with -f FILE"),
     (["validate", "--project-directory", "deploy"], "error: --project-directory goes with -f"),
@@ -141,3 +139,17 @@ def test_a_source_and_files_that_say_two_things_are_usage_errors(
     out, err = capsys.readouterr()
     assert (out + err).startswith(message)
     assert running(root) == {}
+
+
+def test_with_files_the_names_after_the_options_are_services(
+    project: Path, root: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As after `docker compose -f FILE up`: `apply -f FILE web` converges the service web, and
+    a name that is no service (a directory meant as the source) is refused naming the project's."""
+    assert cli(root, "apply", "deploy", "-f", "deploy/base.yml") == 2
+    out, err = capsys.readouterr()
+    assert (out + err).startswith(f"error: 1 problem in the manifests:\n{project}/deploy/base.yml:1:1: services: "
+                                  "no such service: 'deploy'; the services here: web\n")
+    assert running(root) == {}
+    assert cli(root, "apply", "-f", "deploy/base.yml", "web") == 0
+    assert list(running(root)) == ["deploy-web-1"]

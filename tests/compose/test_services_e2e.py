@@ -89,7 +89,8 @@ def test_apply_of_services_starts_them_and_their_deps_and_leaves_the_rest(
     assert set(first) == {"sel-web-1", "sel-api-1", "sel-db-1"}          # web, and what it depends on
     containers, networks, volumes = made(host)
     assert containers == set(first)
-    assert {"sel_default", "sel_back"} <= networks and "sel_jobs" not in networks     # worker's: not made
+    assert {"sel_default", "sel_back"} <= networks
+    assert "sel_jobs" not in networks
     assert "sel_data" in volumes
 
     # another selection later: the first one's containers are neither removed nor replaced
@@ -107,7 +108,9 @@ def test_apply_of_services_starts_them_and_their_deps_and_leaves_the_rest(
     assert host.cli("apply", str(project), "web") == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("converged: revision ")
     now = running(host)
-    assert {k: now[k] for k in first} == first and "sel-worker-1" in now and "sel-debug-1" in now
+    assert {k: now[k] for k in first} == first
+    assert "sel-worker-1" in now
+    assert "sel-debug-1" in now
 
     # the history says what each pass selected
     capsys.readouterr()
@@ -125,12 +128,14 @@ def test_no_deps_makes_the_service_alone(host: Host, project: Path) -> None:
     assert set(running(host)) == {"sel-api-1"}
     containers, networks, volumes = made(host)
     assert containers == {"sel-api-1"}
-    assert {"sel_default", "sel_back"} <= networks and "sel_jobs" not in networks
+    assert {"sel_default", "sel_back"} <= networks
+    assert "sel_jobs" not in networks
     assert "sel_data" not in volumes                                    # db's, which was left out
     # and with its dependencies, later: db is made, api left running as it was
     api = running(host)["sel-api-1"]
     assert host.cli("apply", str(project), "api") == 0
-    assert running(host)["sel-api-1"] == api and "sel-db-1" in running(host)
+    assert running(host)["sel-api-1"] == api
+    assert "sel-db-1" in running(host)
 
 
 def test_an_unknown_service_is_refused_naming_the_file_and_changes_nothing(
@@ -144,9 +149,11 @@ def test_an_unknown_service_is_refused_naming_the_file_and_changes_nothing(
     err = capsys.readouterr().err
     assert f"{project}/compose.yaml:3:1: services: no such service: 'wrker' (did you mean 'worker'?); " \
            "the services here: api, db, debug, web, worker" in err
-    assert made(host) == before and running(host) == ids
+    assert made(host) == before
+    assert running(host) == ids
     assert host.cli("--once", str(project), "nothing") == 2               # --once is apply
-    assert made(host) == before and running(host) == ids
+    assert made(host) == before
+    assert running(host) == ids
 
 
 def test_diff_shows_the_selection_alone(host: Host, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,7 +169,8 @@ def test_diff_shows_the_selection_alone(host: Host, project: Path, capsys: pytes
     assert plan["selection"] == ["worker"]
     assert host.cli("diff", str(project)) == 1                           # all of it: worker (and nothing pruned)
     out = capsys.readouterr().out
-    assert "container:sel-worker-1, create" in out and "prune" not in out
+    assert "container:sel-worker-1, create" in out
+    assert "prune" not in out
 
 
 MANIFESTS = """

@@ -318,6 +318,10 @@ def compose_page() -> str:
         "keys load with a warning naming them (they change nothing here), *error* keys stop the revision "
         "with a problem at their file:line:column. A key the specification does not define is an error too. "
         "Keys starting with `x-` are extensions, allowed anywhere.\n",
+        "Part of a project converges as `docker compose up -d web worker` starts it: `reconcile apply DIR web "
+        "worker` (`--once`, `diff`, `validate`; `--no-deps` as compose's) makes, changes and starts the services "
+        "named and what they depend on, and nothing else; it prunes none of the rest "
+        "([README](../../README.md#compose-files), \"Part of a project\").\n",
         "## Top level\n", *_support_table(compose_native.TOP_KEYS),
         "## Services\n", *_support_table(compose_native.service_support(service_keys)),
         "## Networks\n", *_support_table(compose_native.NETWORK_KEYS),

@@ -12,6 +12,10 @@ is `interrupted` in the history), a second one stops at once (execution/stopping
 Prints a summary table (one row per resource that changed or failed) and logs one canonical
 `reconcile_pass` line. `--dry-run` prints the plan instead of executing it.
 
+`reconcile apply SOURCE web worker` converges those services and what they depend on (not with
+`--no-deps`), as `docker compose up -d web worker`: nothing else is made, changed or pruned, and
+the verdict and exit code are about them (reconciler/spec/selection.py).
+
 `--runtime native` is the embedded engine; `--runtime fake` is an in-memory engine whose
 state is a JSON file under `--root`: it runs no process and exists for tests and for trying
 the reconciler's decisions without touching the host. `--runtime swarm` converges the services
@@ -197,8 +201,9 @@ def print_elsewhere(desired: Any, *, every: bool) -> None:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="converge the host to the manifests once (alias: --once SOURCE)",
-        description="Load and validate the manifests, compare with the host, and converge it. "
-        "Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed), 3 a file "
+        description="Load and validate the manifests, compare with the host, and converge it; with SERVICE "
+        "names, only those and what they depend on, as docker compose up SERVICE... (nothing else is made, "
+        "changed or removed). Exit 0 converged, 1 some actions failed, 2 invalid input (nothing changed), 3 a file "
         "system the engine writes is full (free space, then run again), 143/130 stopped by "
         "SIGTERM/SIGINT (the actions in flight finish; a second signal stops at once).",
     )

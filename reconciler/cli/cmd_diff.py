@@ -10,7 +10,9 @@ needs no action but does not run as desired yet, which the engine converges by i
 update unfinished, copies restarting), a container in its restart backoff; it is not in sync
 either: "not in sync: 1 converging", exit 1.
 Field differences compare the spec applied last (kept in the inventory) with the desired
-one; env values are never printed, only which variables changed.
+one; env values are never printed, only which variables changed. With SERVICE names (`diff
+SOURCE web`) it shows what `apply SOURCE web` would do: those services and what they depend on
+(not with `--no-deps`), in sync or not by them alone.
 """
 
 from __future__ import annotations

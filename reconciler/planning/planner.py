@@ -652,10 +652,26 @@ class _Planner:
                 self.net_ready[name] = self.b.add(f"fail:{res}", Kind.FAIL, res,
                                                   _another_root("network", self.options.owner))
             elif on.owner is not None and on.owner.spec_hash != net.spec_hash:
-                self._recreate_network(net, labels)
+                if unselected := self._unselected_on(name):
+                    # recreating it needs every container on it gone, and a selection of services
+                    # replaces only its own: refused before anything stops (they keep running)
+                    self.net_ready[name] = self.b.add(
+                        f"fail:{res}", Kind.FAIL, res,
+                        f"changed, and recreating it would need containers of services not selected off it "
+                        f"({', '.join(unselected)}): apply the whole project, or name their services too")
+                else:
+                    self._recreate_network(net, labels)
         for name in self.desired.external_networks:
             if name not in self.observed.networks:
                 self.net_ready[name] = self._missing_external("network", name)
+
+    def _unselected_on(self, network: str) -> list[str]:
+        """The containers on `network` that a pass over a selection of services does not
+        replace (none without a selection: the whole revision answers for the network)."""
+        if self.desired.selection is None:
+            return []
+        return sorted(n for n, o in self.observed.containers.items()
+                      if n not in self.desired.containers and network in (o.networks or {}))
 
     def _missing_external(self, kind: str, name: str) -> str:
         res = str(ResourceId(kind.title(), name))

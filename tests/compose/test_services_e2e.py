@@ -210,3 +210,26 @@ def test_manifests_are_selected_by_their_container_names(
     assert set(running(host)) == {"shop-1", "shop-2", "store"}
     assert host.cli("apply", str(directory), "--no-deps", "mail") == 0
     assert set(running(host)) == {"shop-1", "shop-2", "store", "mail"}
+
+
+def test_a_changed_network_that_unselected_services_use_is_refused_and_nothing_stops(
+    host: Host, project: Path, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Recreating a network needs every container on it gone; a selection replaces only its own,
+    so the change is refused before anything stops, naming the way out (the selected service's
+    container was stopped and removed, then the network's removal failed: it stayed down)."""
+    assert host.cli("apply", str(project), "worker", "debug") == 0
+    before = running(host)
+    assert set(before) == {"sel-worker-1", "sel-debug-1"}
+    write(project, COMPOSE.format(image=busybox_image).replace(
+        "      jobs: {}", "      jobs: {labels: {tier: jobs}}"))
+    capsys.readouterr()
+    assert host.cli("apply", str(project), "debug") == 1
+    out = capsys.readouterr().out
+    assert "sel-worker-1" in out
+    assert "name their services too" in out
+    assert running(host) == before                                      # both still run, not replaced
+    assert host.cli("apply", str(project), "worker", "debug") == 0      # with both named: recreated
+    after = running(host)
+    assert set(after) == set(before)
+    assert after != before

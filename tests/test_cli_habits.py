@@ -151,6 +151,8 @@ NOT_DATA: dict[str, str] = {
     "unpause": "acts; prints the names it unpaused, as docker",
     "build": "progress of a build",
     "push": "progress of an upload",
+    "login": "acts; prints Login Succeeded, as docker",
+    "logout": "acts; prints what it removed, as docker",
     "tag": "acts; prints nothing",
     "save": "an archive (-o is its file, as docker save)",
     "load": "acts; prints the image it loaded, as docker",

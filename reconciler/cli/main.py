@@ -67,6 +67,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('image', 'manage images (inspect, prune, ls, rm, pull)'),
     ('build', 'build an image from a Dockerfile'),
     ('push', 'push an image to a registry'),
+    ('login', 'log in to a registry (credentials kept where docker keeps them)'),
+    ('logout', 'log out from a registry (forget the credentials login kept)'),
     ('tag', 'give an image another name'),
     ('save', 'write images to a tar archive (docker save format)'),
     ('load', 'load images from a tar archive (docker/podman save, OCI layout)'),
@@ -132,6 +134,12 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("validate", "0", "every manifest is valid"),
     ("validate", "2", "some manifest is not: every problem is listed as file:line:column"),
     ("lock", "1", "a reference did not resolve (nothing written), or `--check` found the lock out of date"),
+    ("login", "1", "the registry refused the credentials (`unauthorized: incorrect username or password`) or did "
+     "not answer, there was no terminal to ask for what was missing, or the credential helper or the config "
+     "file could not keep them: nothing was kept"),
+    ("logout", "0", "the credentials are removed, or there were none (`Removing login credentials for SERVER` "
+     "either way, as docker's)"),
+    ("logout", "1", "the credential helper could not erase them, or the config file could not be written"),
     ("status, reconcile-now", "1", "some source (or, with no agent, some owner's last pass) has an error or "
      "failures, or a container it applied is down now (with no agent also one whose health no probe "
      "observed lately: its status is stale)"),

@@ -15,7 +15,8 @@ Modules (import the module, use its names):
 * `platforms`: `Platform(os, architecture, variant)`, `normalize`, `host()`, `select`.
 * `credentials`: `CredentialStore(static=, docker_config=, auth_file=, env=)` reading
   DOCKER_AUTH_CONFIG, ~/.docker/config.json (credHelpers, credsStore, auths) and Podman's
-  auth.json; `Credential(username, password, identity_token)`.
+  auth.json; `Credential(username, password, identity_token)`; `save`/`erase` write the
+  Docker config's side as `docker login`/`logout` do (`reconcile login`).
 * `client`: `RegistryClient` = `session.Session` (the HTTP client, auth, errors, retries) +
   `pull.Pulling` (manifests, blobs, tags) + `push.Pushing` (uploads), one module each.
   `RegistryClient(*, credentials=None, transport=None, timeout=30, retries=4,
@@ -40,6 +41,7 @@ Modules (import the module, use its names):
       `push_manifest(ref, manifest, tag=None)`, `push_image(ref, manifest, blobs, children=,
       tags=)` (blobs, then child manifests, then the manifest, tags last)
     - `list_tags(ref, page_size=None, limit=None)` with Link pagination, each page read up to MAX_TAGS_PAGE_SIZE.
+    - `check_login(registry) -> identity token | None`: `docker login`'s check (GET /v2/).
 * `errors`: RegistryError(code, hint, status, temporary) and its subclasses (see errors.py).
 """
 

@@ -7,6 +7,10 @@ GET otherwise), caches it per (host, scopes) for `expires_in` (default 60 s, cla
 and retries once. `error="insufficient_scope"` / `invalid_token` drops the cached token before
 re-asking.
 
+`offline=True` (`docker login`'s check) asks for a refresh token as well, as dockerd's login does
+(`access_type=offline` in the OAuth2 POST, `offline_token=true` in the GET); a token server that
+gives one (`refresh_token`) lets the login keep that identity token instead of the password.
+
 The realm comes from the registry's answer, so it is checked before anything is sent to it:
 only `https`, unless the caller's `http_realm_ok` says this host may be spoken to in clear
 (the client allows loopback and registries named insecure). Otherwise a registry, or whoever
@@ -115,6 +119,7 @@ class Token:
 
     value: str = field(repr=False)
     expires_at: float
+    refresh_token: str | None = field(default=None, repr=False)   # asked for with `offline`
 
 
 class TokenCache:
@@ -161,9 +166,10 @@ def fetch_token(
     registry: str,
     clock: Callable[[], float] = time.monotonic,
     http_realm_ok: Callable[[httpx.URL], bool] = lambda url: False,
+    offline: bool = False,
 ) -> Token:
     """Ask the challenge's realm for a token covering `scopes`; an http realm only where
-    `http_realm_ok` allows it."""
+    `http_realm_ok` allows it; with `offline`, a refresh token too (see the module docstring)."""
     realm = _realm(challenge, registry, http_realm_ok)
     service = challenge.params.get("service")
     started = clock()
@@ -177,6 +183,8 @@ def fetch_token(
                 form.update(grant_type="refresh_token", refresh_token=cred.identity_token)
             else:
                 form.update(grant_type="password", username=cred.username, password=cred.password)
+                if offline:
+                    form["access_type"] = "offline"
             resp = http.post(realm, data=form)
             if resp.status_code in (400, 401, 403, 404, 405) and cred.identity_token is None:
                 resp = None  # this server has no OAuth2 POST: use GET with Basic auth
@@ -184,6 +192,8 @@ def fetch_token(
             params: list[tuple[str, str | int | float | bool | None]] = [("scope", s) for s in scopes]
             if service:
                 params.insert(0, ("service", service))
+            if offline:
+                params += [("offline_token", "true"), ("client_id", CLIENT_ID)]
             headers = {}
             if cred is not None and cred.identity_token is None and (cred.username or cred.password):
                 headers["Authorization"] = basic_header(cred)
@@ -203,12 +213,14 @@ def fetch_token(
         doc = resp.json()
         value = doc.get("token") or doc.get("access_token")
         expires_in = _expires_in(doc.get("expires_in"))
+        refresh = doc.get("refresh_token")
     except (ValueError, AttributeError, TypeError):
         raise errors.Unauthorized(f"token server for {registry} sent an invalid token response") from None
     if not isinstance(value, str) or not value:
         raise errors.Unauthorized(f"token server for {registry} sent no token")
     # Renew a little early so a token does not expire between check and use.
-    return Token(value, started + max(expires_in - min(10.0, expires_in / 10), 1.0))
+    return Token(value, started + max(expires_in - min(10.0, expires_in / 10), 1.0),
+                 refresh_token=refresh if isinstance(refresh, str) and refresh else None)
 
 
 def _realm(challenge: Challenge, registry: str, http_realm_ok: Callable[[httpx.URL], bool]) -> str:

@@ -121,6 +121,7 @@ class Session:
         )
         self._tokens = auth.TokenCache(clock)
         self._challenges: dict[str, auth.Challenge] = {}
+        self._refresh_tokens: dict[str, str] = {}     # API host -> a login's refresh token (check_login)
         self._lock = threading.Lock()
         # Registry `Warning: 299` headers (deduplicated, for the user; never acted upon) and the
         # last rate-limit headers seen per registry host (ratelimit-limit/-remaining).
@@ -160,7 +161,7 @@ class Session:
     def _credential(self, ref: references.Reference) -> credentials.Credential | None:
         return self.credentials.get(ref.registry)
 
-    def _auth_header(self, ref: references.Reference, scopes: list[str]) -> str | None:
+    def _auth_header(self, ref: references.Reference, scopes: list[str], offline: bool = False) -> str | None:
         host = ref.api_host
         with self._lock:
             challenge = self._challenges.get(host)
@@ -181,9 +182,12 @@ class Session:
                         tok = auth.fetch_token(
                             self._http, challenge, scopes, self._credential(ref),
                             registry=ref.registry, clock=self.clock,
-                            http_realm_ok=lambda url: self._http_realm_ok(url, host),
+                            http_realm_ok=lambda url: self._http_realm_ok(url, host), offline=offline,
                         )
                         self._tokens.put(key, tok)
+                        if tok.refresh_token is not None:
+                            with self._lock:
+                                self._refresh_tokens[host] = tok.refresh_token
             return f"Bearer {tok.value}"
         return None
 
@@ -226,15 +230,17 @@ class Session:
         body_factory: Callable[[], bytes | Iterator[bytes]] | None = None,
         stream: bool = False,
         follow_redirects: bool = False,
+        offline: bool = False,
     ) -> httpx.Response:
         """One request with auth (and one re-auth on 401). Returns the response (any status);
-        raises httpx.TransportError for transport failures. Streamed responses must be closed."""
+        raises httpx.TransportError for transport failures. Streamed responses must be closed.
+        `offline`: a token asked for is asked with a refresh token (check_login)."""
         target = httpx.URL(url)
         own_host = _host_of(target) == ref.api_host
         for attempt in (0, 1):
             hdrs = dict(headers or {})
             if own_host:
-                value = self._auth_header(ref, scopes)
+                value = self._auth_header(ref, scopes, offline)
                 if value:
                     hdrs["Authorization"] = value
             body = body_factory() if body_factory is not None else content
@@ -348,21 +354,34 @@ class Session:
 
     # -- login ---------------------------------------------------------------------------------
 
-    def check_login(self, registry: str) -> None:
+    def check_login(self, registry: str) -> str | None:
         """What `docker login` asks: does `registry` accept the credentials this client has for
         it? One GET /v2/ through the auth flow (with a token of no scope where the registry uses
-        tokens). Raises RegistryError (Unauthorized when the credentials are refused)."""
+        tokens, asked for with a refresh token, as dockerd's login asks). Returns the refresh
+        token the token server gave (docker keeps it as the login's `identitytoken`, in place of
+        the password), or None. Raises RegistryError: Unauthorized "incorrect username or
+        password" when the registry or its token server refused the credentials."""
         ref = references.Reference(registry=registry, repository="library/login")
         what = f"log in to {registry}"
 
         def attempt(_: int) -> None:
-            resp = self._send("GET", ref, f"{self.base_url(ref.api_host)}/v2/", scopes=[])
+            resp = self._send("GET", ref, f"{self.base_url(ref.api_host)}/v2/", scopes=[], offline=True)
             resp.read()
             self._retryable(resp, ref, what)
             if resp.status_code != 200:
                 raise self._error(resp, ref, what)
 
-        self._run(what, ref, attempt)
+        try:
+            self._run(what, ref, attempt)
+        except errors.Unauthorized as exc:
+            if exc.status not in (401, 403):
+                raise                   # not a refusal: a realm refused as insecure, no token sent
+            raise errors.Unauthorized(
+                f"{what}: unauthorized: incorrect username or password", status=exc.status,
+                hint=f"check the username and the password (or access token) for {registry}",
+            ) from None
+        with self._lock:
+            return self._refresh_tokens.get(ref.api_host)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -5,6 +5,9 @@ server signs RS256 JWTs with a test key whose self-signed certificate is the reg
 bundle (the certificate travels in the JWT's `x5c` header). It implements both the GET
 (`?service=&scope=`, Basic auth) and the OAuth2 POST (`grant_type=password|refresh_token`)
 flows, grants the intersection of the requested and allowed actions, and records requests.
+With `offline_tokens`, a request that asks for offline access (`access_type=offline` in the POST,
+`offline_token=true` in the GET, as `docker login` asks) with a user's password also gets a
+`refresh_token`, which the refresh-token grant then takes (what a login keeps as `identitytoken`).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class TokenRequest:
     scopes: list[str]
     user: str | None
     grant_type: str | None = None
+    offline: bool = False
 
 
 @dataclass
@@ -77,6 +81,7 @@ class TokenServer:
     token_field: str = "token"  # "token" | "access_token" | "both"
     expires_in: int | None = 300
     oauth_post: bool = True
+    offline_tokens: bool = False
     requests: list[TokenRequest] = field(default_factory=list)
 
     def start(self) -> TokenServer:
@@ -108,8 +113,9 @@ class TokenServer:
                         return
                     user = name
                 scopes = [s for v in q.get("scope", []) for s in v.split(" ") if s]
-                server.requests.append(TokenRequest("GET", scopes, user))
-                self._reply(200, server.issue(user, scopes))
+                offline = q.get("offline_token") == ["true"]
+                server.requests.append(TokenRequest("GET", scopes, user, offline=offline))
+                self._reply(200, server.with_refresh(server.issue(user, scopes), user, offline))
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))
@@ -134,11 +140,12 @@ class TokenServer:
                         server.requests.append(TokenRequest("POST", scopes, None, grant))
                         self._reply(401, {"details": "bad refresh token"})
                         return
-                server.requests.append(TokenRequest("POST", scopes, user, grant))
+                offline = form.get("access_type") == ["offline"]
+                server.requests.append(TokenRequest("POST", scopes, user, grant, offline=offline))
                 doc = server.issue(user, scopes)
                 doc.pop("token", None)
                 doc.setdefault("access_token", doc.get("access_token") or server.sign(user, scopes))
-                self._reply(200, doc)
+                self._reply(200, server.with_refresh(doc, user, offline and grant == "password"))
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
@@ -174,6 +181,14 @@ class TokenServer:
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         sig = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(sig)}"
+
+    def with_refresh(self, doc: dict[str, Any], user: str | None, offline: bool) -> dict[str, Any]:
+        """`doc` with a new refresh token for `user` when offline access was asked and is given."""
+        if self.offline_tokens and offline and user is not None:
+            token = secrets.token_hex(16)
+            self.refresh_tokens[token] = user
+            doc["refresh_token"] = token
+        return doc
 
     def issue(self, user: str | None, scopes: list[str]) -> dict[str, Any]:
         tok = self.sign(user, scopes)

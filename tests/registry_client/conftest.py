@@ -53,6 +53,7 @@ def token_server(_token_pair: tuple[TokenServer, RegistryServer]) -> TokenServer
     tokens.token_field = "token"
     tokens.expires_in = 300
     tokens.oauth_post = True
+    tokens.offline_tokens = False
     tokens.refresh_tokens = {}
     tokens.requests.clear()
     return tokens

@@ -2198,15 +2198,16 @@ class EngineApi:
 
     def _login(self, data: Mapping[str, Any]) -> dict[str, str]:
         """docker login: the registry checks the credentials (nothing is kept here: the client
-        stores them and sends them with each pull and push)."""
+        stores them and sends them with each pull and push); a refresh token its token server
+        gave goes back as IdentityToken, which the client keeps in place of the password."""
         server = str(data.get("serveraddress") or "docker.io")
         host = server.split("://", 1)[-1].split("/", 1)[0]
         registry = "docker.io" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
         try:
-            self.runtime.check_login(registry, data)
+            token = self.runtime.check_login(registry, data)
         except rterrors.ImageError as exc:
             raise HttpError(401, exc.message) from None
-        return {"Status": "Login Succeeded", "IdentityToken": ""}
+        return {"Status": "Login Succeeded", "IdentityToken": token or ""}
 
     def _images(self, method: str, parts: list[str], q: Mapping[str, str],
                 auth: Mapping[str, Any] | None = None) -> tuple[int, Any]:

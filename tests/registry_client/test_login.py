@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.registry_client import Credential, CredentialStore, RegistryClient, credentials
+from tests.helpers.host import Host
 from tests.helpers.registry import RegistryServer
 from tests.helpers.token_server import TokenServer
 from tests.registry_client.conftest import USERS
@@ -328,3 +329,25 @@ def test_logout_with_a_helper_that_is_missing_fails_but_still_drops_the_files_en
     assert out.returncode == 1
     assert "docker-credential-absent-helper is not installed" in out.stderr
     assert json.loads(path.read_text()) == {"credsStore": "absent-helper", "auths": {}}
+
+
+@pytest.mark.root
+def test_docker_login_through_the_engine_api_keeps_the_refresh_token(
+        token_registry: RegistryServer, token_server: TokenServer, env: dict[str, str], docker_cli: list[str],
+        host: Host, tmp_path: Path) -> None:
+    """`docker login` against the native engine's Engine API: the refresh token the token server
+    gave the engine's check goes back as IdentityToken, and the docker CLI keeps it in place of
+    the password, as it does with dockerd."""
+    from tests.api.test_engine_api import serving
+
+    token_server.offline_tokens = True
+    with serving(host, tmp_path / "engine.sock") as sock:
+        docker_env = {**env, "DOCKER_HOST": f"unix://{sock}"}
+        done = subprocess.run(["docker", "login", token_registry.host, "-u", "alice", "--password-stdin"],
+                              input=PASSWORD, capture_output=True, text=True, env=docker_env, timeout=120,
+                              check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Login Succeeded" in done.stdout
+    entry = json.loads(config_of(env).read_text())["auths"][token_registry.host]
+    assert token_server.refresh_tokens[entry["identitytoken"]] == "alice"
+    assert base64.b64decode(entry["auth"]).decode() == "alice:"         # the password is not kept

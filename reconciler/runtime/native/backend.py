@@ -331,14 +331,15 @@ class NativeRuntime:
         self.containers.journal.record("image", "push", dest, {"name": dest})
         return digest
 
-    def check_login(self, registry: str, auth: Mapping[str, Any]) -> None:
-        """Whether `registry` accepts the credentials `auth` (Docker's AuthConfig): `docker login`."""
+    def check_login(self, registry: str, auth: Mapping[str, Any]) -> str | None:
+        """Whether `registry` accepts the credentials `auth` (Docker's AuthConfig): `docker login`.
+        The refresh token its token server gave (the client keeps it as `identitytoken`), or None."""
         store = self._store_images.store
         from reconciler.registry_client import errors as rcerrors
 
         try:
             with store.client_factory_for(registry, auth)() as client:
-                client.check_login(registry)
+                return client.check_login(registry)
         except rcerrors.RegistryError as exc:
             raise rterrors.ImageError(str(exc.args[0] if exc.args else exc), hint=getattr(exc, "hint", None)) from None
 

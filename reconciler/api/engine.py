@@ -1814,12 +1814,9 @@ class EngineApi:
                                               mounts=inspection.mount_points(root, recs[v.id].config.mounts)), named)
                for v in chosen]
         if _flag(q, "size"):        # `docker ps -s`: its writable layer, and with its image's
-            from reconciler.runtime.native.backend import disk_bytes
-
-            sizes = {i.id: i.size for i in rt.list_images()}
+            sizes = rt.container_sizes([v.id for v in chosen])
             for doc, v in zip(out, chosen, strict=True):
-                doc["SizeRw"] = disk_bytes(rt.containers.paths(v.id).upper)
-                doc["SizeRootFs"] = doc["SizeRw"] + sizes.get(recs[v.id].image_id or "", 0)
+                doc["SizeRw"], doc["SizeRootFs"] = sizes.get(v.id, (0, 0))
         return out
 
     def _named_images(self, refs: set[str]) -> dict[str, str | None]:

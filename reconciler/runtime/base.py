@@ -11,7 +11,7 @@ verifies and returns the state.
 
 What only some engines can do is a capability: a small `runtime_checkable` protocol below
 (`Renaming`, `Connecting`, `ImageBuilding`, `ImagePushing`, `Supervised`, `ArchiveTransfer`, `Restarting`,
-`Inspecting`, `ProcessListing`, `Statistics`, `PathCopying`) that callers test with `isinstance` before they use it, and say
+`Inspecting`, `ProcessListing`, `Statistics`, `Sizing`, `PathCopying`) that callers test with `isinstance` before they use it, and say
 what is missing when it is not there.
 """
 
@@ -72,6 +72,7 @@ __all__ = [
     "Restarting",
     "Runtime",
     "ServiceEngine",
+    "Sizing",
     "Statistics",
     "Supervised",
     "SupervisionLoop",
@@ -672,6 +673,16 @@ class Statistics(Protocol):
     container that does not run."""
 
     def container_stats(self, name_or_id: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Sizing(Protocol):
+    """An engine that measures what its containers' files take (`docker ps -s`): each one's
+    (SizeRw, SizeRootFs), Docker's list with `size=1`: its writable layer's bytes, and those with
+    its image's; by full id, of the `ids` it has (the native engine's `containers/sizes.py`;
+    dockerd's and Podman's `GET /containers/json?size=1`). Costly: asked only for what is shown."""
+
+    def container_sizes(self, ids: Collection[str]) -> dict[str, tuple[int, int]]: ...
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ import secrets
 import struct
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -1010,6 +1010,10 @@ class DockerRuntime:
 
     _probed_here = False        # dockerd runs its containers' healthchecks itself (container_state)
 
+    def container_sizes(self, ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """`docker ps -s`'s (SizeRw, SizeRootFs) of the containers of `ids`, as the engine measures them."""
+        return self.api.container_sizes(ids)
+
     @property
     def _start_interval(self) -> bool:
         """Whether the engine has healthchecks' start interval (Engine API 1.44, Docker 25)."""
@@ -1403,7 +1407,7 @@ def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
                                          base.ImagePushing, base.Restarting, base.Inspecting, base.ProcessListing,
-                                         base.Statistics, base.PathCopying]:
+                                         base.Statistics, base.PathCopying, base.Sizing]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; it builds and pushes the Images with build: and push:)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

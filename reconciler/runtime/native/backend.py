@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
@@ -21,7 +21,7 @@ from reconciler._dataclass import dataclass
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.config import NativeConfig
-from reconciler.runtime.native.containers import containers, inspection
+from reconciler.runtime.native.containers import containers, inspection, sizes
 from reconciler.runtime.native.volumes import volumes as vols
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.network import ipam
     from reconciler.runtime.native.network.network import Attachment, NetworkManager, RecoveryReport
 
-__all__ = ["NEVER", "WAIT_CONDITIONS", "DiskUsage", "ImageSource", "LazyNetwork", "NativeRuntime", "disk_bytes"]
+__all__ = ["NEVER", "WAIT_CONDITIONS", "DiskUsage", "ImageSource", "LazyNetwork", "NativeRuntime"]
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")      # Docker's, for wait_condition
 NEVER = "0001-01-01T00:00:00Z"      # Go's zero time: the `read` of a stats sample of a container not running
@@ -543,6 +543,12 @@ class NativeRuntime:
                 rows.append(fields)
         return titles, rows
 
+    def container_sizes(self, ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """`docker ps -s`'s (SizeRw, SizeRootFs) of the containers of `ids` (containers/sizes.py:
+        `ps -s` measures with it too, the CLI's own read and the agent's)."""
+        image_ids = {r.id: r.image_id for r in self.containers.records()}
+        return sizes.measure(self.config.root, ((cid, image_ids[cid]) for cid in ids if cid in image_ids))
+
     def container_stats(self, name_or_id: str) -> dict[str, Any]:
         """base.Statistics (`docker stats`, `reconcile stats`, the Engine API's stats): one sample
         of the container's cgroup files and its network namespace's counters (`stats.sample`) as
@@ -577,8 +583,8 @@ class NativeRuntime:
         return DiskUsage(
             layers_size=self.image_store.layers_size(),
             images=tuple((i, shared.get(i.id, 0), sum(1 for r in recs if r.image_id == i.id)) for i in infos),
-            containers=tuple((c, disk_bytes(self.containers.paths(c.id).upper)) for c in self.list_containers()),
-            volumes=tuple((v, disk_bytes(Path(v.mountpoint)),
+            containers=tuple((c, sizes.writable(self.config.root, c.id)) for c in self.list_containers()),
+            volumes=tuple((v, sizes.tree_size(v.mountpoint),
                            sum(1 for r in recs for m in r.config.mounts if m.type == "volume" and m.source == v.name))
                           for v in self.list_volumes()))
 
@@ -602,7 +608,7 @@ class NativeRuntime:
                     and not r.restart_pending() and chosen(r.config.labels, r.created)]
             space = 0
             for cid in gone:
-                size = disk_bytes(self.containers.paths(cid).upper)
+                size = sizes.writable(self.config.root, cid)
                 with contextlib.suppress(rterrors.NotFound):
                     self.remove_container(cid)
                     space += size
@@ -614,7 +620,7 @@ class NativeRuntime:
                 if v.name in used or not chosen(v.labels, None):
                     continue
                 data = Path(v.mountpoint)                       # its data, as `system df` counts it;
-                size = 0 if data.is_symlink() else disk_bytes(data)     # a bound directory stays
+                size = 0 if data.is_symlink() else sizes.tree_size(data)    # a bound directory stays
                 self.remove_volume(v.name)
                 removed.append(v.name)
                 space += size
@@ -862,22 +868,6 @@ class DiskUsage:
     volumes: tuple[tuple[base.VolumeState, int, int], ...]   # (volume, its data's bytes, containers mounting it)
 
 
-def disk_bytes(path: Path) -> int:
-    """Bytes a directory tree takes on disk (blocks; links not followed, hard links once): a
-    container's writable layer and a volume's data as `system df`, `ps -s` and the prunes count them."""
-    total, seen = 0, set()
-    for root, dirs, files in os.walk(path):
-        for name in (*dirs, *files):
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
-
-
 @contextlib.contextmanager
 def _naming(container: str) -> Iterator[None]:
     """A path not found in a container said as dockerd says it: naming the container."""
@@ -897,7 +887,7 @@ def _absolute(path: str) -> str:
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
                                           base.ImagePushing, base.Supervised, base.ArchiveTransfer,
                                           base.Restarting, base.Inspecting, base.ProcessListing, base.Statistics,
-                                          base.PathCopying]:
+                                          base.PathCopying, base.Sizing]:
     """mypy checks here that the engine implements the protocol and every capability the
     executor and the CLI look for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

@@ -398,13 +398,9 @@ def test_cp_both_ways_keeps_bytes_modes_and_owners_as_docker_cp(
 
 
 def _upper_bytes(host: Host, cid: str) -> int:
-    from reconciler.runtime.native.backend import disk_bytes
+    from reconciler.runtime.native.containers import sizes
 
-    rt = host.runtime()
-    try:
-        return disk_bytes(rt.containers.paths(cid).upper)
-    finally:
-        rt.close()
+    return sizes.writable(host.config.root, cid)
 
 
 def test_system_df_counts_what_the_engine_holds(cli: Cli, host: Host, busybox_image: str) -> None:

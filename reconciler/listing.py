@@ -2,6 +2,8 @@
 when it reads a state root itself and for the agent when it answers a thin client (#21).
 
     ps_text(summaries, options)      `ps`: the table, JSON/YAML, or ids (-q), as printed
+    ps_measured(options)             which rows `ps -s` measures: those it prints (or none)
+    ps_uses_size(fmt)                whether a `ps --format` shows .Size (then it measures, as docker's)
     images_text(images, options)     `images`: the same for image summaries
     image_summary(info)              what `images` needs of an ImageInfo (the agent serves this)
     options_of(flags, values)        a command's print options, checked (ValueError if not valid)
@@ -11,6 +13,10 @@ when it reads a state root itself and for the agent when it answers a thin clien
 `--format` is docker's Go template (gotemplate.py runs it) over the fields docker's formatter
 gives each row (.ID, .Names, .Status, ... with docker's string forms), made of the same rows; the
 CLI renders it itself (the agent serves the rows as JSON: it renders no template).
+
+Sizes (`ps -s`, a template with .Size) are measured by whoever makes the rows (the agent, or the
+CLI reading the root: runtime/native/containers/sizes.py), for the rows printed alone
+(`ps_measured`): a row then has `size_rw` and `size_root_fs`, Docker's SizeRw and SizeRootFs.
 
 While an agent holds the root, the CLI asks it for the printed text (GET /v1/containers or
 /v1/images with `print=FORMAT` and the flags of PS_FLAGS / IMAGES_FLAGS set to 1): the client
@@ -26,15 +32,15 @@ from reconciler import imagenames  # imports nothing
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from datetime import datetime
     from typing import Any
 
 __all__ = ["FORMATS", "IMAGES_FLAGS", "PS_FLAGS", "ago", "image_summary", "images_formatted", "images_text",
-           "options_of", "ps_formatted", "ps_text", "status_text", "utcnow"]
+           "options_of", "ps_formatted", "ps_measured", "ps_text", "ps_uses_size", "status_text", "utcnow"]
 
 FORMATS = ("table", "json", "yaml")
-PS_FLAGS = ("all", "quiet", "no_trunc")             # `ps`'s flags that change what is printed
+PS_FLAGS = ("all", "quiet", "no_trunc", "size")     # `ps`'s flags that change what is printed
 IMAGES_FLAGS = ("quiet", "digests", "no_trunc")     # `images`' flags
 
 PS_COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
@@ -55,14 +61,31 @@ def options_of(flags: tuple[str, ...], output: str, values: Mapping[str, object]
 
 
 def ps_text(summaries: Iterable[Mapping[str, Any]], options: Mapping[str, Any], now: datetime | None = None) -> str:
-    """What `reconcile ps` prints of these containers (records.summary rows, newest first)."""
-    rows = [r for r in summaries if options["all"] or r["status"] in ("running", "paused")]
+    """What `reconcile ps` prints of these containers (records.summary rows, newest first); with
+    `size` (`ps -s`) the table's last column is docker's SIZE, and the JSON/YAML rows have
+    `size_rw` and `size_root_fs` (the rows as measured: `ps_measured`)."""
+    rows = [r for r in summaries if _shown(r, options)]
     if options["quiet"]:
         return "".join(f"{r['id'] if options['no_trunc'] else r['id'][:12]}\n" for r in rows)
     now = now or utcnow()
     data = options["output"] != "table"
     shown = [_ps_row(r, now, no_trunc=options["no_trunc"], json=data) for r in rows]
-    return _printed(shown, options["output"], PS_COLUMNS)
+    columns = PS_COLUMNS + ((("SIZE", "size_text"),) if options.get("size") else ())
+    return _printed(shown, options["output"], columns)
+
+
+def _shown(summary: Mapping[str, Any], options: Mapping[str, Any]) -> bool:
+    """Whether `ps` prints this row: a running (or paused) container, or any with -a."""
+    return bool(options["all"]) or summary["status"] in ("running", "paused")
+
+
+def ps_measured(options: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool] | None:
+    """Which rows `ps` with these options has measured (`size`: -s, or a --format showing .Size):
+    those it prints; None when it prints no size (without `size`, or ids alone with -q), and then
+    nothing is measured: a tree walk per container, which docker's daemon makes only when asked."""
+    if not options.get("size") or options.get("quiet"):
+        return None
+    return lambda summary: _shown(summary, options)
 
 
 def _ps_row(summary: Mapping[str, Any], now: datetime, *, no_trunc: bool, json: bool) -> dict[str, Any]:
@@ -73,8 +96,16 @@ def _ps_row(summary: Mapping[str, Any], now: datetime, *, no_trunc: bool, json: 
         if not no_trunc and len(cmd) > 20:
             cmd = cmd[:19] + "…"
         row.update(id12=row["id"] if no_trunc else row["id"][:12], command=f'"{cmd}"',
-                   created_ago=ago(row["created"], now))
+                   created_ago=ago(row["created"], now), size_text=size_text(summary))
     return row
+
+
+def size_text(summary: Mapping[str, Any]) -> str:
+    """docker's SIZE (ps -s) and .Size of a row: its writable layer's size, and `(virtual ...)`
+    that with its image's when that is more than 0, in go-units' HumanSize (`_size`): "100kB
+    (virtual 2.08MB)"; "0B" for a row not measured, as docker's .Size without sizes."""
+    rw, root_fs = int(summary.get("size_rw") or 0), int(summary.get("size_root_fs") or 0)
+    return f"{_size(rw)} (virtual {_size(root_fs)})" if root_fs > 0 else _size(rw)
 
 
 def _datetime() -> tuple[type[datetime], Any]:
@@ -302,7 +333,7 @@ def _ps_fields(r: Mapping[str, Any], now: datetime, *, trunc: bool) -> Any:
         "Command": gotemplate.go_quote(_ellipsis(r["command"], 20) if trunc else r["command"]),
         "CreatedAt": go_time(created), "RunningFor": _since(created, now.timestamp()) if created is not None else "",
         "Ports": displayable_ports(r.get("ports") or ""), "State": str(r["status"]), "Status": status_text(r, now),
-        "Size": "N/A",          # not measured: ps has no --size
+        "Size": size_text(r),   # measured with -s, or for a template that shows it: ps_uses_size
         "Names": r["name"], "Labels": labels_text(r.get("labels") or {}),
         "Mounts": ",".join(_ellipsis(n, 15) if trunc else n for n in names),
         "LocalVolumes": str(sum(1 for m in mounts if m.get("type") == "volume")),
@@ -316,9 +347,39 @@ def ps_formatted(summaries: Iterable[Mapping[str, Any]], options: Mapping[str, A
     from reconciler import gotemplate
 
     now = now or utcnow()
-    rows = [r for r in summaries if options["all"] or r["status"] in ("running", "paused")]
+    rows = [r for r in summaries if _shown(r, options)]
     return gotemplate.render_rows(fmt, [_ps_fields(r, now, trunc=not options["no_trunc"]) for r in rows],
                                   header("container", PS_HEADERS))
+
+
+def ps_uses_size(fmt: str) -> bool:
+    """Whether `ps --format FMT` shows .Size, so that ps measures sizes without -s, as docker's
+    CLI decides it (#24696): the template as given (`json` is not `{{json .}}` there, so
+    `--format json` measures nothing and says "0B"; `table {{.Size}}` does) run once over an
+    empty row, and .Size read (by name, or by `{{json .}}`). A template that cannot run: False
+    (its rendering says what is wrong)."""
+    from reconciler import gotemplate
+
+    probe = row("container", dict.fromkeys(PS_HEADERS, ""), {})
+    used = _Reads(probe.fields)
+    probe.fields = used
+    try:
+        gotemplate.parse(fmt).execute(probe)
+    except gotemplate.TemplateError:
+        return False
+    return "Size" in used.read
+
+
+class _Reads(dict):  # type: ignore[type-arg]  # a row's fields as the template sees them
+    """A row's fields that remember which were read (docker's FieldsUsed)."""
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
 
 
 def images_formatted(images: Iterable[Mapping[str, Any]], options: Mapping[str, Any], fmt: str) -> str:

@@ -186,8 +186,10 @@ def _format_section(parser: argparse.ArgumentParser) -> list[str]:
         "made of what the command lists:\n",
         f"- `ps`: {fields(listing.PS_HEADERS)}, and `.Label \"KEY\"`. `.Command` is quoted and cut to 20 "
         "characters unless `--no-trunc`, `.ID` 12 characters; `.Networks` names the engine's networks (its "
-        "default network `default`, which the Engine API calls `bridge`); `.Size` is `N/A`: `ps` measures no "
-        "sizes (docker's asks the daemon when the template names it); `.Platform` is null.",
+        "default network `default`, which the Engine API calls `bridge`); `.Size` is docker's `100kB (virtual "
+        "2.08MB)`, what the container wrote and that with its image's, measured when the template uses it "
+        "(`{{.Size}}`, `{{json .}}`; not `--format json`, whose `.Size` is `0B`, as docker's CLI decides it) "
+        "or with `-s`; `.Platform` is null.",
         f"- `images`: {fields(listing.IMAGES_HEADERS)}. `.Digest` is `<none>` unless `--digests` or the template "
         "names `{{.Digest}}`, as docker's; `.Containers`, `.SharedSize` and `.UniqueSize` are `N/A`, as docker's "
         "without usage data.",

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 EVERYDAY = [
     ["ps"], ["ps", "-a"], ["ps", "-aq"], ["ps", "-qa", "--no-trunc"], ["ps", "--all", "--quiet"],
     ["ps", "-a", "-o", "json"], ["ps", "--output", "yaml"], ["ps", "--output=table", "-a"],
+    ["ps", "-s"], ["ps", "-as"], ["ps", "--size", "-o", "json"], ["ps", "-sa", "--format", "{{.Size}}"],
     ["images"], ["images", "-q", "--no-trunc"], ["images", "--digests", "-o", "json"], ["images", "-a"], ["images", "-aq"],
     ["inspect", "web"], ["inspect", "web", "job", "-o", "yaml"],
     ["ps", "--format", "{{.Names}}"], ["ps", "-a", "--format=table {{.ID}}\\t{{.Names}}"], ["images", "--format", "json"],

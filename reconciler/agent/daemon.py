@@ -984,11 +984,13 @@ class Agent:
                     continue
         return tails
 
-    def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]:
+    def containers(self, labels: Mapping[str, str], *,
+                   measure: Callable[[Mapping[str, Any]], bool] | None = None) -> Sequence[Mapping[str, Any]]:
         """What `reconcile ps` shows of every container of the engine (those with `labels`),
         newest first, read through the engine the agent keeps open (the CLI then needs no engine
-        code of its own). Only the native engine's: `ps` lists no other."""
-        return opening.summaries(self._native().containers, dict(labels))
+        code of its own); `measure`: the rows that get their sizes (`ps -s`). Only the native
+        engine's: `ps` lists no other."""
+        return opening.summaries(self._native().containers, dict(labels), measure=measure)
 
     def inspect_container(self, name: str) -> Mapping[str, Any]:
         """What `reconcile inspect NAME` shows (a `docker inspect` document)."""

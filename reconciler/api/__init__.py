@@ -16,7 +16,8 @@
     POST /v1/reconcile                {"source": name?, "wait": bool}: reconcile now
     GET  /v1/events?since=N&follow=1  JSON lines, streamed while follow
     GET  /v1/history?source=&limit=   passes that changed something or failed
-    GET  /v1/containers?labels=JSON   what `reconcile ps` shows of each container (native engine)
+    GET  /v1/containers?labels=JSON   what `reconcile ps` shows of each container (native engine);
+                                      size=1: with their sizes (`ps -s`), of the running ones, all=1 every one
     GET  /v1/containers/<name>        what `reconcile inspect` shows of one
     GET  /v1/containers/<name>/logs?follow=&since=&tail=   its output, JSON lines (s, t, d)
     GET  /v1/images                   what `reconcile images` shows

@@ -58,7 +58,8 @@ class AgentView(Protocol):
 
     def logs_tails(self, lines: int) -> Mapping[str, Sequence[str]]: ...
 
-    def containers(self, labels: Mapping[str, str]) -> Sequence[Mapping[str, Any]]: ...
+    def containers(self, labels: Mapping[str, str], *,
+                   measure: Callable[[Mapping[str, Any]], bool] | None = None) -> Sequence[Mapping[str, Any]]: ...
 
     def inspect_container(self, name: str) -> Mapping[str, Any]: ...
 
@@ -244,7 +245,9 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 timeout = float(body.get("timeout", 300))
                 self._json(200, view.reconcile_now(body.get("source"), wait=bool(body.get("wait")), timeout=timeout))
             elif path == "/v1/containers" and method == "GET":
-                rows = list(view.containers(_labels(q.get("labels"))))
+                # sizes measured (`ps -s`) only for the rows printed: `size=1`, and `all=1` for stopped ones too
+                measure = listing.ps_measured({f: q.get(f) == "1" for f in listing.PS_FLAGS})
+                rows = list(view.containers(_labels(q.get("labels")), measure=measure))
                 self._listing(q, rows, listing.PS_FLAGS, listing.ps_text)
             elif path.startswith("/v1/containers/") and path.endswith("/logs") and method == "GET":
                 name = urllib.parse.unquote(path[len("/v1/containers/"):-len("/logs")])

@@ -3,7 +3,9 @@ agent that holds the state root when one runs (#21, the client–server split: n
 loaded), else read from the root; the same rows either way (records.summary). With
 `--runtime docker` or `fake`, the same rows of that engine's containers (`state_summary`); with
 `--runtime swarm`, the services of a Swarm cluster and their tasks (node, state), through the
-manager $DOCKER_HOST names.
+manager $DOCKER_HOST names. `-s` (and a `--format` that shows .Size, as docker's) measures the
+containers printed, whoever makes the rows (listing.ps_measured; runtime/native/containers/sizes.py,
+or the engine's `base.Sizing`).
 
 Also home of the helpers the other container commands share (acting on each named container,
 Docker's "Up 5 seconds (healthy)" status text, "2 minutes ago").
@@ -30,6 +32,9 @@ SPEC = fastpath.Spec((
      "the ones Swarm wants running"),
     (("-q", "--quiet"), "quiet", "only print container (service) ids"),
     (("--no-trunc",), "no_trunc", "do not truncate ids and commands"),
+    (("-s", "--size",), "size", "display total file sizes, as docker ps -s: the SIZE column, each container's "
+     "writable layer and (virtual) that with its image's; -o json/yaml: size_rw and size_root_fs (a --format "
+     "that shows {{.Size}} measures them without -s)"),
 ), defaults={"filter": []}, valued=(fastpath.FORMAT,))
 
 
@@ -141,25 +146,33 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = format_of(args)
     if args.runtime == "swarm":
-        if fmt is not None:
-            from reconciler.errors import TerminalError
+        from reconciler.errors import TerminalError
 
+        if fmt is not None:
             raise TerminalError("--format prints containers: `ps --runtime swarm` lists services and their tasks",
                                 hint="use -o json (or yaml) for the services' data")
+        if args.size:
+            raise TerminalError("-s/--size measures containers: `ps --runtime swarm` lists services and their tasks",
+                                hint="ask a node's engine: `reconcile ps -s --runtime docker` with DOCKER_HOST on it")
         return run_swarm(args)
     options = listing.options_of(listing.PS_FLAGS, args.output, vars(args))
+    if fmt is not None:         # sizes measured when the template shows them, with -s or not, as docker's
+        options["size"] = listing.ps_uses_size(fmt)
     selector = _selector(args) if args.filter else {}
     native = engines.is_native(args)
     if fmt is not None:
         # the rows (the agent serves them as JSON; it renders no template), printed by the template
-        rows = _agentapi.served(args, "/v1/containers", labels=_labels(selector)) if native else None
+        # with sizes (size=1) of the rows printed only: all=1 says stopped ones are
+        rows = _agentapi.served(args, "/v1/containers", labels=_labels(selector),
+                                size="1" if options["size"] else None,
+                                all="1" if options["size"] and options["all"] else None) if native else None
         if not isinstance(rows, list):
-            rows = _summaries(args, selector, native=native)
+            rows = _summaries(args, selector, native=native, options=options)
         sys.stdout.write(listing.ps_formatted(rows, options, fmt))
         return 0
     text = _agentapi.printed(args, "/v1/containers", options, labels=selector) if native else None
     if text is None:
-        text = listing.ps_text(_summaries(args, selector, native=native), options)
+        text = listing.ps_text(_summaries(args, selector, native=native, options=options), options)
     sys.stdout.write(text)
     return 0
 
@@ -189,31 +202,54 @@ def _labels(selector: dict[str, str]) -> str | None:
     return json.dumps(selector)
 
 
-def _summaries(args: argparse.Namespace, selector: dict[str, str], *, native: bool) -> list[dict[str, Any]]:
+def _summaries(args: argparse.Namespace, selector: dict[str, str], *, native: bool,
+               options: dict[str, Any]) -> list[dict[str, Any]]:
     """records.summary() of each container with the `selector` labels, newest first, read from
-    the root (the native engine's records), or asked of the engine `--runtime` names."""
-    from reconciler.cli import engines, options
+    the root (the native engine's records), or asked of the engine `--runtime` names; those
+    printed with their sizes when the print `options` show them (listing.ps_measured)."""
+    from reconciler import listing
+    from reconciler.cli import engines
+    from reconciler.cli import options as cli_options
 
+    measure = listing.ps_measured(options)
     if not native:
         rt = engines.open_runtime(args, "ps")
         try:
-            states = rt.list_containers(selector or None)
+            rows = sorted((state_summary(st) for st in rt.list_containers(selector or None)),
+                          key=lambda s: s["created"], reverse=True)
+            if measure is not None:
+                _measure(rt, args.runtime, [r for r in rows if measure(r)])
         finally:
             rt.close()
-        return sorted((state_summary(st) for st in states), key=lambda s: s["created"], reverse=True)
-    if not options.engine_exists(args):
+        return rows
+    if not cli_options.engine_exists(args):
         return []
     if not selector and args.run_dir and args.name_prefix:
         from reconciler.runtime import (
             parts,  # the state DB's rows alone, when they are what is (#21)
         )
 
-        found = parts.container_summaries(args.root, args.run_dir, args.name_prefix)
+        found = parts.container_summaries(args.root, args.run_dir, args.name_prefix, measure=measure)
         if found is not None:
             return found
     from reconciler.runtime import opening  # the engine's read side: only when no agent answered
 
-    return opening.summaries(open_records(args), selector)
+    return opening.summaries(open_records(args), selector, measure=measure)
+
+
+def _measure(rt: Any, runtime: str, rows: list[dict[str, Any]]) -> None:
+    """`ps -s` on another engine: these rows' sizes, as that engine measures them (base.Sizing:
+    dockerd's list with size=1)."""
+    from reconciler.runtime import base
+
+    if not isinstance(rt, base.Sizing):
+        from reconciler.errors import TerminalError
+
+        raise TerminalError(f"the {runtime} engine does not measure its containers: -s/--size, or a --format "
+                            "showing {{.Size}}, cannot be printed there", hint="leave -s (and .Size) out")
+    sizes = rt.container_sizes([r["id"] for r in rows])
+    for r in rows:
+        r["size_rw"], r["size_root_fs"] = sizes.get(r["id"], (0, 0))
 
 
 def state_summary(st: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ terminal attached to run and exec) the CLI reaches through this module's sibling
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,11 +191,20 @@ def read_native_logs(path: Path, *, is_running: Callable[[], bool], poll: float,
     return logs.read_logs(path, follow=True, is_running=is_running, poll=poll, idle=idle or time.sleep)
 
 
-def summaries(store: RecordStore, selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """What `ps` shows of each native container with the `selector` labels, newest first."""
+def summaries(store: RecordStore, selector: dict[str, str] | None = None, *,
+              measure: Callable[[Mapping[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+    """What `ps` shows of each native container with the `selector` labels, newest first;
+    `measure`: the rows (`ps -s`) that get their sizes (summaries.add_sizes)."""
     from reconciler.runtime.native.containers import records
 
-    return [records.summary(r) for r in store.records(selector or None)]
+    recs = store.records(selector or None)
+    rows = [records.summary(r) for r in recs]
+    if measure is not None:
+        from reconciler.runtime.native.containers import summaries as native_summaries
+
+        native_summaries.add_sizes(str(store.config.root),
+                                   [(row, r.image_id) for row, r in zip(rows, recs, strict=True) if measure(row)])
+    return rows
 
 
 def inspect_document(store: RecordStore, name: str) -> dict[str, Any]:

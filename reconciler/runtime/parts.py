@@ -58,13 +58,15 @@ def locations(root: Path | str, run_dir: Path | str | None = None, name_prefix: 
     return locations_.resolve(str(root), str(run_dir) if run_dir else None, name_prefix)
 
 
-def container_summaries(root: str, run_dir: str, name_prefix: str) -> list[dict[str, Any]] | None:
+def container_summaries(root: str, run_dir: str, name_prefix: str, *,
+                        measure: Callable[[Mapping[str, Any]], bool] | None = None) -> list[dict[str, Any]] | None:
     """What `ps` shows of each native container at `root`, newest first, read from its state DB
     without opening the engine when every record is as observation finds it (no Record, no
-    dataclass, no json: summaries.read, #21); None when the record store must answer."""
+    dataclass, no json: summaries.read, #21); None when the record store must answer.
+    `measure`: the rows (`ps -s`) that get their sizes (containers/sizes.py)."""
     from reconciler.runtime.native.containers import summaries
 
-    return summaries.read(root, run_dir, name_prefix)
+    return summaries.read(root, run_dir, name_prefix, measure=measure)
 
 
 def image_summaries(root: str) -> list[dict[str, Any]] | None:

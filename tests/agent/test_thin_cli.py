@@ -220,3 +220,46 @@ def test_commands_for_a_root_without_an_agent_never_ask_the_default_agent(
         assert main(argv) != 0
         err = capsys.readouterr().err
         assert f"no agent runs for the state root {root}" in err, err
+
+
+def test_ps_size_through_the_agent_prints_what_it_prints_without_one(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """`ps -s`, its JSON and a template's .Size: the agent measures the rows it serves (it had no
+    -s, and .Size was N/A), and they print the same as when the CLI reads the root itself."""
+    a = native_agent
+    (tmp_path / "m" / "writer.yaml").write_text(doc("writer", busybox_image,
+                                                    "head -c 100000 /dev/zero > /blob; sleep 3600"))
+    (tmp_path / "m" / "job.yaml").write_text(doc("job", busybox_image, "head -c 5000 /dev/zero > /b; exit 3",
+                                                 restart="'no'"))
+    a.start()
+    wait_for("writer running, job exited", lambda: {n: str(c.status) for n, c in state(a).items()}
+             == {"writer": "running", "job": "exited"})
+    wait_for("writer's file written", lambda: reconcile(a, "exec", "writer", "test", "-s", "/blob").returncode == 0)
+    sized = (("ps", "-s"), ("ps", "-as"), ("ps", "-a", "-s", "-o", "json"), ("ps", "-s", "-o", "yaml"),
+             ("ps", "-a", "--format", "{{.Names}} {{.Size}}"), ("ps", "--format", "table {{.Names}}\\t{{.Size}}"),
+             ("ps", "-a", "--format", "json"))
+    ages = re.compile(r"\b(\d+ seconds?|Less than a second|About a minute|\d+ minutes)\b")
+
+    def printed() -> list[tuple[int, str, str]]:
+        done = [reconcile(a, *argv) for argv in sized]
+        return [(p.returncode, re.sub(r" {2,}", "  ", ages.sub("AGE", p.stdout)), p.stderr) for p in done]
+
+    served = printed()
+    assert [rc for rc, _, _ in served] == [0] * len(sized), served
+    proc = reconcile(a, "ps", "-as", importtime=True)
+    assert engine_modules(modules_of(proc)) == []                   # the agent answered (and measured)
+    rows = {r["name"]: r for r in json.loads(served[2][1])}
+    assert 100_000 <= rows["writer"]["size_rw"] < 104_096
+    assert 5_000 <= rows["job"]["size_rw"] < 9_096
+    assert rows["writer"]["size_root_fs"] - rows["writer"]["size_rw"] == rows["job"]["size_root_fs"] - \
+        rows["job"]["size_rw"] > 0                                  # the image's size, the same
+    assert served[0][1].splitlines()[0].split()[-2:] == ["NAMES", "SIZE"]
+    assert "job" not in served[0][1]
+    assert re.search(r"writer  100kB \(virtual [\d.]+MB\)\n", served[0][1])
+    assert re.search(r"job  5kB \(virtual [\d.]+MB\)\n", served[1][1])
+    assert re.fullmatch(r"job 5kB \(virtual [\d.]+MB\)\nwriter 100kB \(virtual [\d.]+MB\)",
+                        "\n".join(sorted(served[4][1].splitlines())))
+    assert [json.loads(line)["Size"] for line in served[6][1].splitlines()] == ["0B", "0B"]   # as docker's
+
+    a.kill9()                                                   # its agent.json stays, nobody answers
+    assert printed() == served

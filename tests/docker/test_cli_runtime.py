@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -242,3 +243,38 @@ def test_run_rm_on_docker_takes_the_containers_anonymous_volumes_along(
             left.append(vol)
             subprocess.run(["docker", "volume", "rm", vol], capture_output=True, check=False)
     assert left == []
+
+
+def sized(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
+    """`ps -s` on an engine, of a container that wrote 100000 bytes: what it printed."""
+    label = f"{TEST_LABEL}={prefix}"
+    ran = cli("run", "--name", f"{prefix}-writer", "--network", "none", "-l", label, image, "sh", "-c",
+              "head -c 100000 /dev/zero > /blob")
+    assert ran.returncode == 0, ran.stderr
+    table = cli("ps", "-a", "-s", "--filter", f"label={label}").stdout.splitlines()
+    rows = json.loads(cli("ps", "-a", "-s", "-o", "json", "--filter", f"label={label}").stdout)
+    template = cli("ps", "-a", "--format", "{{.Names}} {{.Size}}", "--filter", f"label={label}")
+    # on dockerd, what the docker CLI prints of it too (where there is one)
+    theirs = subprocess.run(["docker", "ps", "-a", "-s", "--filter", f"label={label}", "--format", "{{.Size}}"],
+                            capture_output=True, text=True, check=True).stdout \
+        if cli.runtime == "docker" and shutil.which("docker") else None
+    cli("rm", f"{prefix}-writer")
+    return {"header": table[0].split()[-2:], "size": table[1].split("   ")[-1], "docker": theirs,
+            "json": [(r["size_rw"], r["size_root_fs"] - r["size_rw"] > 1_000_000) for r in rows],
+            "template": (template.returncode, template.stdout.replace(prefix, ""), template.stderr)}
+
+
+def test_ps_size_on_docker_is_dockerd_s_and_the_native_engine_s_alike(
+        tmp_path: Path, scope: Scope, docker_image: PulledImage, native_cli: Cli, busybox_image: str) -> None:
+    """`ps -s --runtime docker` asks dockerd's sizes (`size=1`), and prints them as docker's CLI
+    does; the native engine measures the same container the same (dockerd's measure: what was
+    written, not its blocks), and the same busybox image has the same size on both."""
+    scope.containers.append(f"{scope.prefix}-writer")        # removed even on failure
+    on_docker = sized(Cli(tmp_path / "docker", "docker"), docker_image.ref, scope.prefix)
+    on_native = sized(native_cli, busybox_image, scope.prefix)
+    assert on_docker["header"] == ["NAMES", "SIZE"]
+    assert on_docker["size"].startswith("100kB (virtual ")
+    assert on_docker["json"] == [(100_000, True)]
+    assert on_docker["template"] == (0, f"-writer {on_docker['size']}\n", "")
+    assert on_docker["docker"] in (f"{on_docker['size']}\n", None)      # docker ps -s's own words
+    assert on_native == on_docker | {"docker": None}

@@ -173,6 +173,8 @@ PARSER = ("argparse",)
 
 @pytest.mark.parametrize(("command", "forbidden"), [
     (["ps", "-a"], HEAVY + LIFECYCLE + PARSER), (["ps", "-a", "-o", "json"], HEAVY + LIFECYCLE + PARSER),
+    # sizes: the trees walked and the images' rows read, with no image store (containers/sizes.py)
+    (["ps", "-as"], HEAVY + LIFECYCLE + PARSER), (["ps", "-a", "--format", "{{.Size}}"], HEAVY + LIFECYCLE + PARSER),
     (["inspect", "done"], HEAVY + LIFECYCLE + PARSER), (["logs", "done"], HEAVY + LIFECYCLE + PARSER),
     (["images"], HEAVY + PARSER), (["volume", "ls"], HEAVY),
     (["--version"], (*HEAVY, *LIFECYCLE, *PARSER, "sqlite3")), (["version"], (*HEAVY, *PARSER, "sqlite3")),

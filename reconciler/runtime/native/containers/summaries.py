@@ -15,6 +15,7 @@ its Records, and a reader that applies them to the state DB's rows without build
     watched(cid, conmon..., exits)          its monitor runs and wrote no exit: as recorded
     holds_secrets(secret_env, mount_types)  what an exited container loses with a reboot
     read(root, run_dir, name_prefix)        every container's summary, newest first, or None
+    add_sizes(root, rows)                   `ps -s`: the rows' size_rw and size_root_fs (sizes.py)
 
 `read` is what `ps` without an agent runs first: the rows as JSON (jsonscan: no `json`, no
 `re`), no Record, ContainerConfig or other dataclass built, no NativeConfig, no _sqlite. It
@@ -35,12 +36,12 @@ from reconciler.runtime.native import locations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, TypeVar
 
     _T = TypeVar("_T")
 
-__all__ = ["argv_of", "command_text", "config_env", "forwarded", "health_now", "holds_secrets", "image_healthcheck",
+__all__ = ["add_sizes", "argv_of", "command_text", "config_env", "forwarded", "health_now", "holds_secrets", "image_healthcheck",
            "mount_list", "network_list", "paused", "port_text",
            "probes", "read", "restart_pending", "settled", "summary_fields", "watched"]
 
@@ -240,9 +241,11 @@ def holds_secrets(secret_env: Iterable[str], mount_types: Iterable[str]) -> bool
     return bool(list(secret_env)) or any(t == "secret" for t in mount_types)
 
 
-def read(root: str, run_dir: str, name_prefix: str) -> list[dict[str, Any]] | None:
+def read(root: str, run_dir: str, name_prefix: str, *,
+         measure: Callable[[Mapping[str, Any]], bool] | None = None) -> list[dict[str, Any]] | None:
     """Every container's summary_fields, newest first, read from the state DB of `root` when
-    each is what observation finds now; None when the RecordStore must answer (see above)."""
+    each is what observation finds now; None when the RecordStore must answer (see above).
+    `measure`: the rows (`ps -s`) that get their sizes (`add_sizes`)."""
     if not _names_hold(root, run_dir, name_prefix):
         return None
     rows = _rows(os.path.join(root, "state.db"))
@@ -257,13 +260,30 @@ def read(root: str, run_dir: str, name_prefix: str) -> list[dict[str, Any]] | No
         exits = set()
     import time
 
-    found, now = [], time.time()
+    found, image_ids, now = [], {}, time.time()
     for text in rows:
-        row = _summary(jsonscan.loads(text), exits, name_prefix, now)
+        d = jsonscan.loads(text)
+        row = _summary(d, exits, name_prefix, now)
         if row is None:
             return None
         found.append(row)
+        image_ids[row["id"]] = d.get("image_id")
+    if measure is not None:
+        add_sizes(root, [(r, image_ids[r["id"]]) for r in found if measure(r)])
     return sorted(found, key=lambda s: s["created"], reverse=True)
+
+
+def add_sizes(root: str, rows: Iterable[tuple[dict[str, Any], str | None]]) -> None:
+    """`ps -s`: each row of (row, its container's image id) given its `size_rw` and `size_root_fs`,
+    Docker's SizeRw and SizeRootFs (sizes.measure: the CLI's read and the agent's alike)."""
+    rows = list(rows)
+    if not rows:
+        return
+    from reconciler.runtime.native.containers import sizes
+
+    measured = sizes.measure(root, ((r["id"], image_id) for r, image_id in rows))
+    for r, _ in rows:
+        r["size_rw"], r["size_root_fs"] = measured[r["id"]]
 
 
 def _names_hold(root: str, run_dir: str, name_prefix: str) -> bool:

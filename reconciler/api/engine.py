@@ -1171,7 +1171,11 @@ class EngineApi:
                 raise HttpError(400, f"network {net} not found")
 
     def _network_change(self, method: str, parts: list[str], body: Callable[[], Any]) -> tuple[int, Any]:
-        """docker network create / rm / connect / disconnect: a bridge network of the engine's own."""
+        """docker network create / rm / connect / disconnect: a bridge network of the engine's own;
+        a container connected to one (a running one: an interface more in its namespace; one
+        created, not started yet: its record's networks) or disconnected (`Force`: also a
+        container the engine no longer has, its leftover endpoint removed), as
+        NativeRuntime.network_connect and network_disconnect do it."""
         rt = self.runtime
         if method == "POST" and parts == ["create"]:
             data = body() or {}
@@ -1193,16 +1197,16 @@ class EngineApi:
                 mtu=_network_mtu(data.get("Options") or {}), attachable=bool(data.get("Attachable"))))
             return 201, {"Id": state.id, "Warning": ""}
         if method == "POST" and len(parts) == 2 and parts[1] in ("connect", "disconnect"):
-            connect = parts[1] == "connect"
-            default = _native_default()
-            if connect and parts[0] in (_BRIDGE, default) and not any(n.name == default for n in rt.list_networks()):
-                rt.ensure_network(base.NetworkConfig(name=default))     # made at its first use, as by a start
-            view = self._network(parts[0])
-            if view.native in ("host", "none"):
-                raise HttpError(400, f"container cannot be {'connected to' if connect else 'disconnected from'} "
-                                     f"network {view.native}: the native engine connects bridge networks only")
+            # the engine's rules (NativeRuntime.network_connect / network_disconnect): `bridge` is
+            # its default network, made at its first connect; host and none are refused (400)
+            native = _native_default() if parts[0] in (_BRIDGE, _native_default()) else self._network(parts[0]).native
             data = body() or {}
-            self._reattach(str(data.get("Container") or ""), view, connect, endpoint_settings(data.get("EndpointConfig")))
+            container = str(data.get("Container") or "")
+            if parts[1] == "connect":
+                ep = endpoint_settings(data.get("EndpointConfig"))
+                rt.network_connect(container, native, ipv4=ep.ipv4, ipv6=ep.ipv6, endpoint=ep.own())
+            else:
+                rt.network_disconnect(container, native, force=bool(data.get("Force")))
             return 200, None
         if method == "DELETE" and len(parts) == 1:
             named = _docker_name(parts[0])
@@ -1213,52 +1217,6 @@ class EngineApi:
             rt.remove_network(found.native)
             return 204, None
         raise HttpError(501, f"{method} /networks/{'/'.join(parts)} is not served by reconciler's engine API yet")
-
-    def _reattach(self, ident: str, view: NetworkView, connect: bool, ep: Endpoint) -> None:
-        """docker network connect/disconnect: of a running container, an interface added to or
-        deleted from its namespace (ContainerManager.connect_running, journalled as Docker's
-        network `connect`/`disconnect` events); of one not started yet (what compose does
-        between create and start), ContainerManager.reconnect. A connect's fixed addresses
-        (`docker network connect --ip/--ip6`) are the container's there from then on. A
-        container created without a network is on the default one (`networks_of`), and stays
-        so through a connect to another and its disconnect, as Docker's. A connect's aliases are
-        the container's names on that network alone (its endpoint's, as dockerd's: not on its
-        other networks, gone with a disconnect); none on the default bridge (dockerd's 400)."""
-        manager = self.runtime.containers
-        rec = manager.get(ident)
-        network = view.native
-        aliases = ep.aliases
-        if connect and aliases and network == _native_default():
-            raise HttpError(400, _ALIAS_ON_PREDEFINED)
-        if rec.status == "running":
-            try:
-                if connect:
-                    manager.connect_running(rec.id, network, aliases, ipv4=ep.ipv4, ipv6=ep.ipv6, endpoint=ep.own())
-                else:
-                    manager.disconnect_running(rec.id, network)
-            except rterrors.Conflict as exc:
-                raise HttpError(409 if connect else 400, exc.message) from None
-            except rterrors.InvalidArgument as exc:
-                raise HttpError(400, exc.message) from None
-            manager.journal.record("network", "connect" if connect else "disconnect", view.doc["Id"],
-                                   {"container": rec.id, "name": network, "type": "bridge"})
-            return
-        if rec.status != "created":
-            raise HttpError(409, f"network {'connect' if connect else 'disconnect'} of a {rec.status} container: "
-                                 "start it, or connect before it starts")
-        if not rec.netns_path:
-            raise HttpError(501, f"network {'connect' if connect else 'disconnect'} of a container without a bridge "
-                                 "network is not served by reconciler's engine API yet")
-        nets = tuple(n for n in manager.networks_of(rec) if n != network)
-        if connect:
-            nets = (*nets, network)
-        v4 = {n: a for n, a in rec.config.ipv4_addresses.items() if n != network}
-        v6 = {n: a for n, a in rec.config.ipv6_addresses.items() if n != network}
-        if connect:
-            v4.update({network: ep.ipv4} if ep.ipv4 else {})
-            v6.update({network: ep.ipv6} if ep.ipv6 else {})
-        manager.reconnect(rec.id, nets, rec.config.aliases, ipv4_addresses=v4, ipv6_addresses=v6,
-                          endpoints={network: ep.own() if connect else base.EndpointConfig()})
 
     def _anonymous_volumes(self, config: base.ContainerConfig) -> tuple[base.ContainerConfig, list[str]]:
         """`config` with each volume mount without source on a new volume of its own, named at

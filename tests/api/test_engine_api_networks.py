@@ -459,3 +459,34 @@ def test_a_run_on_a_network_that_is_not_there_says_so_and_pulls_nothing(
         assert "pulling" not in ran.stderr
         assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
     docker(engine_api, "rmi", local)
+
+
+def test_disconnect_force_removes_the_endpoint_a_container_the_engine_no_longer_has_left(
+        engine_api: str, host: Host) -> None:
+    """`docker network disconnect -f NET NAME` of a container the engine has no record of (a
+    process killed between its removal and its detach left its endpoint): removed, as dockerd's
+    ForceEndpointDelete (its veth, namespace and address gone, the network removable again);
+    without -f, "No such container". `Force` was not read: the endpoint stayed."""
+    from pathlib import Path
+
+    from reconciler.runtime.native.network.network import NetworkManager
+
+    net = f"{host.config.name_prefix}g"
+    docker(engine_api, "network", "create", net)
+    ghost = "d" * 64
+    manager = NetworkManager(host.config)
+    manager.attach(ghost, name="ghost", hostname="ghost", networks=[net])
+    try:
+        veth = manager.veth_name(ghost, net)
+        assert Path("/sys/class/net", veth).exists()
+
+        plain = docker(engine_api, "network", "disconnect", net, "ghost", check=False)
+        assert plain.returncode != 0
+        assert "No such container: ghost" in plain.stderr
+        docker(engine_api, "network", "disconnect", "-f", net, "ghost")
+        assert manager._ipam.endpoints(network=net) == []
+        assert not Path("/sys/class/net", veth).exists()
+        assert not manager.netns_path(ghost).exists()
+        docker(engine_api, "network", "rm", net)
+    finally:
+        manager.detach(ghost)           # (what a failure left: the host fixture then removes the network)

@@ -25,7 +25,7 @@ from reconciler.runtime.native.containers import containers, inspection, sizes
 from reconciler.runtime.native.volumes import volumes as vols
 
 if TYPE_CHECKING:
-    from reconciler.runtime.native.containers import health, restart
+    from reconciler.runtime.native.containers import health, records, restart
     from reconciler.runtime.native.images.images import ImageStore, ImageUser
     from reconciler.runtime.native.network import ipam
     from reconciler.runtime.native.network.network import Attachment, NetworkManager, RecoveryReport
@@ -174,6 +174,9 @@ class LazyNetwork:
 
     def disconnect(self, container_id: str, network: str) -> Attachment:
         return self.manager.disconnect(container_id, network)
+
+    def drop_leftover(self, name_or_id: str, network: str) -> str:
+        return self.manager.drop_leftover(name_or_id, network)
 
     def forward(self, container_id: str, on: bool, ports: Sequence[base.PortMapping] = ()) -> Attachment:
         return self.manager.forward(container_id, on, ports)
@@ -436,10 +439,118 @@ class NativeRuntime:
         rec = self.containers.connect_running(
             name_or_id, network, config.aliases, ipv4=config.ipv4_addresses.get(network),
             ipv6=config.ipv6_addresses.get(network), endpoint=base.endpoint_of(config, network))
+        self._journal_connect(rec.id, network, "connect")
+
+    def _journal_connect(self, cid: str, network: str, action: str) -> None:
+        """Docker's network `connect` / `disconnect` event, its actor the network's id."""
         net = next((n for n in self.list_networks() if n.name == network), None)
         if net is not None:
-            self.containers.journal.record("network", "connect", net.id,
-                                           {"container": rec.id, "name": network, "type": "bridge"})
+            self.containers.journal.record("network", action, net.id,
+                                           {"container": cid, "name": network, "type": "bridge"})
+
+    # -- docker network connect / disconnect: the Engine API's and `reconcile network connect|disconnect`
+
+    def network_connect(self, name_or_id: str, network: str, *, ipv4: str | None = None, ipv6: str | None = None,
+                        endpoint: base.EndpointConfig | None = None) -> records.Record:
+        """`docker network connect`: of a running container, an interface more in its namespace
+        (ContainerManager.connect_running: veth, addresses, names; kept in its record for its next
+        starts); of one created and not started yet (what compose does between create and start),
+        its record's networks (ContainerManager.reconnect: its start attaches it); any other is a
+        Conflict (start it first). `ipv4`/`ipv6`: its fixed addresses there from then on
+        (`--ip`/`--ip6`); `endpoint`: its interface settings there, its aliases its names on that
+        network alone (an endpoint's, as dockerd's: gone with a disconnect), none on the default
+        network (dockerd's 400). `bridge` is Docker's name of the default network, which is made
+        at its first use, as by a start; `host` and `none` are no bridge networks to connect to.
+        Journalled as Docker's network `connect` event. The container's record now."""
+        own = endpoint or base.EndpointConfig()
+        network = self._bridge_network(network, "connected to")
+        from reconciler.runtime.native.network import dns
+
+        if own.aliases and network == dns.DEFAULT_NETWORK:
+            raise rterrors.InvalidArgument("network-scoped alias is supported only for containers in user defined "
+                                           "networks", hint="connect it to a network of your own (`network create`)")
+        rec = self.containers.get(name_or_id)
+        if network == dns.DEFAULT_NETWORK and not any(n.name == network for n in self.list_networks()):
+            self.ensure_network(base.NetworkConfig(name=network))      # made at its first use, as by a start
+        self._network_state(network)
+        if rec.status == "running":
+            rec = self.containers.connect_running(rec.id, network, ipv4=ipv4, ipv6=ipv6, endpoint=own)
+        else:
+            self._not_started(rec, "connect")
+            if network in self.containers.networks_of(rec):
+                raise rterrors.Conflict(f"container {rec.name} is already connected to network {network}")
+            cfg = rec.config
+            rec = self.containers.reconnect(
+                rec.id, (*self.containers.networks_of(rec), network), cfg.aliases,
+                ipv4_addresses={**cfg.ipv4_addresses, **({network: ipv4} if ipv4 else {})},
+                ipv6_addresses={**cfg.ipv6_addresses, **({network: ipv6} if ipv6 else {})}, endpoints={network: own})
+        self._journal_connect(rec.id, network, "connect")
+        return rec
+
+    def network_disconnect(self, name_or_id: str, network: str, *, force: bool = False) -> None:
+        """`docker network disconnect`: of a running container, its interface there deleted, with
+        its addresses and names (ContainerManager.disconnect_running: the ports it served and the
+        default route move to the network that serves them now); of one created and not started
+        yet, its record's networks (ContainerManager.reconnect); any other is a Conflict. A
+        container created without a network stays on the default one through a connect to another
+        and its disconnect, as Docker's. `force` (`-f`), as dockerd's: a container the engine no
+        longer has loses the endpoint it left on `network` (NetworkManager.drop_leftover), and one
+        created loses a network that is gone. Journalled as Docker's `disconnect` event."""
+        network = self._bridge_network(network, "disconnected from")
+        try:
+            rec = self.containers.get(name_or_id)
+        except rterrors.NotFound:
+            if not force:
+                raise
+            self._network_state(network)
+            self._journal_connect(self._net().drop_leftover(name_or_id, network), network, "disconnect")
+            return
+        if not (force and rec.status == "created"):
+            self._network_state(network)
+        if rec.status == "running":
+            self.containers.disconnect_running(rec.id, network)
+        else:
+            self._not_started(rec, "disconnect")
+            on = self.containers.networks_of(rec)
+            if network not in on:
+                raise rterrors.NotFound(f"container {rec.name} is not connected to network {network}")
+            cfg = rec.config
+            self.containers.reconnect(
+                rec.id, tuple(n for n in on if n != network), cfg.aliases,
+                ipv4_addresses={n: a for n, a in cfg.ipv4_addresses.items() if n != network},
+                ipv6_addresses={n: a for n, a in cfg.ipv6_addresses.items() if n != network},
+                endpoints={network: base.EndpointConfig()})
+        self._journal_connect(rec.id, network, "disconnect")
+
+    @staticmethod
+    def _bridge_network(network: str, verb: str) -> str:
+        """The engine's name of a network a container is connected to or disconnected from:
+        Docker's `bridge` is its default one; `host` and `none` are no bridge networks."""
+        if network in ("host", "none"):
+            raise rterrors.InvalidArgument(f"container cannot be {verb} network {network}: the native engine "
+                                           "connects bridge networks only",
+                                           hint="run the container with --network host|none instead")
+        return containers.default_named(network)
+
+    def _network_state(self, network: str) -> base.NetworkState:
+        """The network `network`, or NotFound saying how to find or make one."""
+        found = next((n for n in self.list_networks() if n.name == network), None)
+        if found is None:
+            raise rterrors.NotFound(f"network {network} not found",
+                                    hint="see `reconcile network ls`, or create it: `reconcile network create NAME`")
+        return found
+
+    @staticmethod
+    def _not_started(rec: records.Record, verb: str) -> None:
+        """A container whose networks a connect or disconnect changes in its record: created and
+        not started yet, on bridge networks (its namespace made at its start). A Conflict for one
+        that ran (the engine connects a running one, or one before its first start)."""
+        if rec.status != "created":
+            raise rterrors.Conflict(f"network {verb} of a {rec.status} container: start it, or {verb} it before it "
+                                    "starts", hint=f"`reconcile start {rec.name}`, then {verb} it")
+        if not rec.netns_path:
+            raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
+                                           "connected to other bridge networks")
 
     def wait_container(self, name_or_id: str, *, timeout: float | None = None) -> int:
         return self.containers.wait(name_or_id, timeout=timeout)

@@ -45,7 +45,7 @@ from reconciler.runtime.native.volumes import volumes
 if TYPE_CHECKING:
     from reconciler.runtime.native.network import ipam
 
-__all__ = ["Attachment", "ContainerManager", "NetworkAttacher"]
+__all__ = ["Attachment", "ContainerManager", "NetworkAttacher", "default_named"]
 
 _NAME = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$"     # compiled at its first use (re caches it, #21)
 
@@ -221,12 +221,18 @@ def _find_init() -> str:
 DOCKER_DEFAULT = "bridge"
 
 
-def _default_named(networks: Sequence[str]) -> tuple[str, ...]:
-    """`networks` with Docker's name of the default network (DOCKER_DEFAULT) as this engine's
-    (`network.DEFAULT_NETWORK`), as the Engine API takes NetworkMode `bridge` (once each)."""
+def default_named(network: str) -> str:
+    """A network's name with Docker's name of the default network (DOCKER_DEFAULT) as this
+    engine's (`network.DEFAULT_NETWORK`), as the Engine API takes NetworkMode `bridge` and
+    `network connect bridge`."""
     from reconciler.runtime.native.network import dns
 
-    return tuple(dict.fromkeys(dns.DEFAULT_NETWORK if n == DOCKER_DEFAULT else n for n in networks))
+    return dns.DEFAULT_NETWORK if network == DOCKER_DEFAULT else network
+
+
+def _default_named(networks: Sequence[str]) -> tuple[str, ...]:
+    """`networks`, each `default_named` (once each)."""
+    return tuple(dict.fromkeys(default_named(n) for n in networks))
 
 
 def _restarts(policy: base.RestartPolicy) -> bool:

@@ -911,6 +911,38 @@ class NetworkManager:
             log.info("container disconnected", container=container_id[:12], network=network)
             return self._attachment(container_id, self._ipam.endpoints(container_id=container_id))
 
+    def drop_leftover(self, name_or_id: str, network: str) -> str:
+        """`docker network disconnect -f` of a container the engine has no record of (the caller
+        checked): the endpoint it left on `network` (a process killed between a container's
+        removal and its detach, before a start-up recovery took it), found by the container's name,
+        id or an id prefix as the network's members name it, removed: its veth, its address and
+        its names in its peers' hosts files; with its last endpoint its namespace and files too,
+        as `detach`. The container's id; NotFound when no member of `network` is so named."""
+        from reconciler.runtime.native.network import netlink
+
+        with self._locked():
+            names = {c.container_id: c.name for c in self._ipam.containers()}
+            found = sorted({e.container_id for e in self._ipam.endpoints(network=network)
+                            if name_or_id in (names.get(e.container_id), e.container_id)
+                            or (len(name_or_id) >= 3 and e.container_id.startswith(name_or_id))})
+            if len(found) != 1:
+                raise errors.NotFound(f"No such container: {name_or_id}" if not found else
+                                      f"container id prefix {name_or_id} is ambiguous on network {network}",
+                                      hint=f"see its members: `reconcile network inspect {network}`")
+            cid = found[0]
+            endpoints = self._ipam.endpoints(container_id=cid)
+            if len(endpoints) == 1:
+                self._teardown(cid, endpoints)
+            else:
+                ep = self._ipam.remove_endpoint(cid, network)
+                with netlink.host() as h:
+                    h.delete_link(ep.veth if ep is not None else self.veth_name(cid, network))
+            self._apply_firewall()
+            self._refresh_peers(cid, [network])
+            self._release_netns_dir()
+            log.info("leftover endpoint removed", container=cid[:12], network=network)
+            return cid
+
     def _unplug(self, container_id: str, network: str) -> None:
         from reconciler.runtime.native.network import netlink
 

@@ -1,8 +1,13 @@
-"""`reconcile network ls | inspect NAME... | create NAME | rm NAME...`: the native engine's networks.
+"""`reconcile network ls | inspect NAME... | create NAME | rm NAME... | connect NET CONTAINER |
+disconnect NET CONTAINER | prune`: the native engine's networks.
 
 `ls` and `inspect` read the state database under `--root` (networks, their bridges and subnets,
 and which containers hold which address); `create` and `rm` make and remove one as `docker
-network create`/`rm` do (through the engine's network manager: its bridge, addresses and rules).
+network create`/`rm` do (through the engine's network manager: its bridge, addresses and rules);
+`connect` and `disconnect` put a container on a network or take it off, as `docker network
+connect`/`disconnect` (a running one gets or loses an interface in its namespace: the engine's
+`network_connect`/`network_disconnect`, which the Engine API's are too); `prune` removes the
+networks no container uses (the engine's `prune`), as `docker network prune`.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ __all__ = ["register", "run"]
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "network", help="manage the native engine's networks (ls, inspect, create, rm)",
-        description="List, inspect, create and remove the networks of the native engine.",
+        "network", help="manage the native engine's networks (ls, inspect, create, rm, connect, disconnect, prune)",
+        description="List, inspect, create and remove the networks of the native engine; connect containers to "
+        "them and disconnect them; remove those no container uses.",
     )
     from reconciler.cli import options
 
@@ -49,7 +55,32 @@ def register(subparsers: Any) -> None:
                         description="Remove networks, as `docker network rm` does: refused while a container is "
                         "attached.")
     rm.add_argument("names", nargs="+", metavar="NAME")
-    for each in (ls, inspect, create, rm):      # `network ls --root X`, as every subcommand's options
+    connect = sub.add_parser("connect", help="connect a container to a network",
+                             description="Connect a container to a network, as `docker network connect` does: a "
+                             "running one gets an interface there at once (its address in its namespace, its names "
+                             "in its peers' hosts files), one created and not started yet at its start; kept for "
+                             "its next starts.")
+    connect.add_argument("network", metavar="NETWORK")
+    connect.add_argument("container", metavar="CONTAINER")
+    connect.add_argument("--alias", action="append", default=[], metavar="ALIAS",
+                         help="a name of the container on this network alone (repeatable)")
+    connect.add_argument("--ip", metavar="IPV4", help="its IPv4 address there (e.g. 172.30.100.104) [one chosen]")
+    connect.add_argument("--ip6", metavar="IPV6", help="its IPv6 address there, on a dual-stack network [one chosen]")
+    disconnect = sub.add_parser("disconnect", help="disconnect a container from a network",
+                                description="Disconnect a container from a network, as `docker network disconnect` "
+                                "does: a running one loses its interface there at once (its address, its names in "
+                                "its peers' hosts files).")
+    disconnect.add_argument("network", metavar="NETWORK")
+    disconnect.add_argument("container", metavar="CONTAINER")
+    disconnect.add_argument("-f", "--force", action="store_true",
+                            help="also a container the engine no longer has: remove the endpoint it left there")
+    prune = sub.add_parser("prune", help="remove all unused networks",
+                           description="Remove the networks no container uses (none is on it, or will be at its "
+                           "start), never the default one, as `docker network prune`; asks first unless -f.")
+    from reconciler.cli import cmd_system
+
+    cmd_system.add_prune_flags(prune)
+    for each in (ls, inspect, create, rm, connect, disconnect, prune):  # `network ls --root X`, as the command's
         options.add_engine_options(each, under=True)
     parser.set_defaults(run=run)
 
@@ -87,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.runtime import errors
 
     fmt = output.format_of(args, listing=args.network_command == "ls") if hasattr(args, "format") else None
+    if args.network_command in ("connect", "disconnect"):
+        return _reattach(args)
+    if args.network_command == "prune":
+        return _prune(args)
     if args.network_command not in ("create", "rm", "remove") and not options.engine_exists(args):
         if args.network_command == "ls":            # a read-only command creates no state root
             _list(args, fmt, [])
@@ -181,3 +216,48 @@ def _remove(args: argparse.Namespace, manager: Any) -> int:
             print(f"error: {exc}", file=sys.stderr)
             rc = 1
     return rc
+
+
+def _reattach(args: argparse.Namespace) -> int:
+    """`connect` / `disconnect`: the engine's rules (NativeRuntime.network_connect /
+    network_disconnect), on an engine with its bridge networking; prints nothing, as docker's."""
+    from reconciler.cli import engines
+    from reconciler.runtime import base
+
+    rt = engines.open_runtime(args, f"network {args.network_command}")
+    try:
+        if args.network_command == "connect":
+            rt.network_connect(args.container, args.network, ipv4=args.ip, ipv6=args.ip6,
+                               endpoint=base.EndpointConfig(aliases=tuple(dict.fromkeys(args.alias))))
+        else:
+            rt.network_disconnect(args.container, args.network, force=args.force)
+    finally:
+        rt.close()
+    return 0
+
+
+WARNING = "WARNING! This will remove all custom networks not used by at least one container.\n"
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """`prune`: the networks no container uses removed (the engine's rule, NativeRuntime.prune),
+    filtered by label, label! and until as dockerd's; `Deleted Networks:` and their names, as
+    docker prints them (nothing when none went). Asks first unless -f (another answer than y:
+    nothing removed, exit 0, as `system prune`)."""
+    from reconciler.cli import cmd_system, engines, options
+
+    filters = cmd_system.filters_of(args.filter, kind="networks")
+    if not args.force and not cmd_system.ask(WARNING):
+        return 0
+    if not options.engine_exists(args):             # none: nothing to prune, none made
+        return 0
+    from reconciler.api import engine as engine_api
+
+    rt = engines.open_runtime(args, "network prune")
+    try:
+        deleted = rt.prune("networks", selected=engine_api.prune_selection(filters))["NetworksDeleted"]
+    finally:
+        rt.close()
+    if deleted:
+        print("Deleted Networks:\n" + "".join(f"{name}\n" for name in deleted))
+    return 0

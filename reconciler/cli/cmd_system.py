@@ -144,16 +144,25 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def filters_of(given: list[str]) -> dict[str, list[str]]:
+def filters_of(given: list[str], kind: str | None = None) -> dict[str, list[str]]:
     """`--filter KEY=VALUE` (repeatable) as Docker's filters; a prune accepts label, label! and
-    until (InvalidArgument naming any other, as dockerd refuses it)."""
+    until, a prune of `kind` those dockerd's takes (api/dockerfilters.py PRUNE: volumes no
+    until); InvalidArgument naming any other, as dockerd refuses it."""
     from reconciler.runtime import errors
 
+    accepted: tuple[str, ...] = ("label", "label!", "until")
+    if kind is not None:
+        from reconciler.api import dockerfilters
+
+        accepted = tuple(k for k in accepted if k in dockerfilters.PRUNE[kind])
+    forms = {"label": "label=K[=V]", "label!": "label!=K[=V]", "until": "until=TIME"}
     out: dict[str, list[str]] = {}
     for item in given:
         key, sep, value = item.partition("=")
-        if not sep or key not in ("label", "label!", "until"):
-            raise errors.InvalidArgument(f"invalid filter {item!r}", hint="label=K[=V], label!=K[=V] or until=TIME")
+        if not sep or key not in accepted:
+            said = [forms[k] for k in accepted]
+            raise errors.InvalidArgument(f"invalid filter {item!r}",
+                                         hint=", ".join(said[:-1]) + f" or {said[-1]}" if len(said) > 1 else said[0])
         out.setdefault(key, []).append(value)
     return out
 

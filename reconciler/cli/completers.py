@@ -27,7 +27,8 @@ __all__ = ["complete", "names"]
 # (command path, argument dest) -> what it names; then by metavar for every command
 _BY_DEST: dict[tuple[str, str], str] = {
     ("tag", "source"): "images", ("push", "ref"): "images", ("run", "image"): "images",
-    ("run", "network"): "networks", ("network inspect", "names"): "networks",
+    ("run", "network"): "networks", ("network inspect", "names"): "networks", ("network rm", "names"): "networks",
+    ("network connect", "network"): "networks", ("network disconnect", "network"): "networks",
     ("reconcile-now", "source"): "sources", ("rollback", "first"): "sources",
     ("suspend", "source"): "sources", ("resume", "source"): "sources",
     ("rollback", "second"): "revisions",

@@ -60,7 +60,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('rm', 'remove containers'),
     ('pause', 'pause all processes within containers'),
     ('unpause', 'unpause all processes within containers'),
-    ('network', "manage the native engine's networks (ls, inspect, create, rm)"),
+    ('network', "manage the native engine's networks (ls, inspect, create, rm, connect, disconnect, prune)"),
     ('pull', 'pull an image from a registry'),
     ('images', 'list images'),
     ('rmi', 'remove images'),
@@ -164,8 +164,8 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("cp", "1", "nothing or not all was copied: no such container or path, a destination docker cp refuses "
      "(a directory onto a file, a file into a directory that is not there), an entry that would land outside "
      "the destination"),
-    ("system prune, container prune", "0", "pruned, or not asked to (the question answered other than y, or no "
-     "answer: nothing removed), as docker's"),
+    ("system prune, container prune, network prune", "0", "pruned, or not asked to (the question answered other "
+     "than y, or no answer: nothing removed), as docker's"),
     ("system, container prune", "2", "another engine than the native one (`--runtime docker`: `docker system "
      "df|prune` and `docker container prune` are that engine's), or a filter a prune does not take"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
@@ -173,6 +173,13 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "
      "name): the others are, their names printed"),
     ("network create", "1", "a network of that name exists, or the subnet overlaps another"),
+    ("network connect, network disconnect", "1", "not connected (disconnected): no such container or network, "
+     "the container already on that network (not on it), one that ran and is stopped now (start it first), "
+     "or an address taken there"),
+    ("network connect, network disconnect", "2", "`host` or `none` named (no bridge network to connect to), an "
+     "alias on the default network, an address that is not the network's, a container that is on no bridge "
+     "network: nothing changed"),
+    ("network prune", "2", "a filter the prune does not take (label, label!, until)"),
 )
 
 

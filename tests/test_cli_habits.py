@@ -165,6 +165,8 @@ NOT_DATA: dict[str, str] = {
     "network connect": "acts; prints nothing, as docker",
     "network disconnect": "acts; prints nothing, as docker",
     "network prune": "acts; prints what it deleted, as docker",
+    "volume create": "acts; prints the volume's name, as docker",
+    "volume prune": "acts; prints what it deleted, as docker",
     "volume export": "an archive (-o is its file)",
     "volume import": "acts; prints the volume's name",
     "agent": "the daemon: logs only",

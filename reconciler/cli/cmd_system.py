@@ -112,7 +112,7 @@ WARNING = "WARNING! This will remove:\n"
 
 def _prune(args: argparse.Namespace) -> int:
     from reconciler.cli import engines
-    from reconciler.runtime import base, errors
+    from reconciler.runtime import errors
 
     engines.check(args, "system")
     filters = filters_of(args.filter)
@@ -126,10 +126,6 @@ def _prune(args: argparse.Namespace) -> int:
     if not args.force and not ask(WARNING + "".join(f"  - {line}\n" for line in lines) + "\n"):
         return 0
     reports: list[tuple[str, dict[str, Any]]] = []
-
-    def anonymous(selected: Any) -> Any:
-        return lambda labels, created: base.ANONYMOUS_VOLUME_LABEL in labels and selected(labels, created)
-
     with _engine(args) as rt:
         if rt is not None:
             from reconciler.api import engine as engine_api
@@ -138,7 +134,7 @@ def _prune(args: argparse.Namespace) -> int:
             reports.append(("Containers", rt.prune("containers", selected=selected)))
             reports.append(("Networks", rt.prune("networks", selected=selected)))
             if args.volumes:
-                reports.append(("Volumes", rt.prune("volumes", selected=anonymous(selected))))
+                reports.append(("Volumes", rt.prune("volumes", selected=selected, anonymous_only=True)))
             reports.append(("Images", rt.prune("images", selected=selected, dangling_only=not args.all)))
     print_report(reports)
     return 0

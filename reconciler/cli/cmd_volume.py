@@ -1,4 +1,9 @@
-"""`reconcile volume ls|inspect|rm|export|import`: the native engine's named volumes."""
+"""`reconcile volume ls|inspect|create|rm|prune|export|import`: the native engine's named volumes.
+
+`create` and `prune` are the engine's own rules (NativeRuntime.ensure_volume: which drivers and
+options it takes; NativeRuntime.prune: which volumes nothing uses), as `docker volume create` and
+`docker volume prune` (docker 23+: anonymous volumes only, unless --all) do them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ __all__ = ["register", "run"]
 def register(subparsers: Any) -> None:
     from reconciler.cli import options, output
 
-    parser = subparsers.add_parser("volume", help="manage named volumes (ls, inspect, rm, export, import)",
+    parser = subparsers.add_parser("volume", help="manage named volumes (ls, inspect, create, rm, prune, export, "
+                                   "import)",
                                    description="The native engine's named volumes, as docker volume ... A volume "
                                    "whose data directory was deleted outside the engine is listed with a "
                                    "STATUS column (-o json: problem, hint) and inspected with a Status "
@@ -30,10 +36,33 @@ def register(subparsers: Any) -> None:
     output.add_format_flag(p, inspect=True)
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p.set_defaults(run=_inspect, no_logging=True)
+    p = sub.add_parser("create", help="create a volume",
+                       description="Create a volume, as `docker volume create`: a directory of the engine's own, "
+                       "or with --opt type=none --opt o=bind --opt device=/DIR that directory; without a name, "
+                       "one made at random (an anonymous volume, which `volume prune` removes). Prints its name. "
+                       "A volume of that name already there is kept as it is.")
+    options.add_engine_options(p)
+    p.add_argument("name", nargs="?", metavar="VOLUME", default=None)
+    p.add_argument("-d", "--driver", default="local", help="the volume driver: local, the native engine's only [local]")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label (repeatable)")
+    p.add_argument("-o", "--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a driver option (repeatable): the local driver binds a directory with type=none, o=bind, "
+                        "device=/DIR")
+    p.set_defaults(run=_create)
     p = sub.add_parser("rm", help="remove volumes (their data is deleted)")
     options.add_engine_options(p)
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p.set_defaults(run=_rm)
+    p = sub.add_parser("prune", help="remove unused anonymous volumes (-a: every unused volume)",
+                       description="Remove the anonymous volumes no container mounts, or with -a every volume no "
+                       "container mounts, as `docker volume prune` (docker 23+); asks first unless -f. A bound "
+                       "directory's content is left where it is.")
+    options.add_engine_options(p)
+    p.add_argument("-a", "--all", action="store_true", help="remove every unused volume, not only anonymous ones")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="only what matches: label=K[=V], label!=K[=V] (repeatable)")
+    p.set_defaults(run=_prune)
     p = sub.add_parser("export", help="write a volume's content as a tar stream")
     options.add_engine_options(p)
     p.add_argument("name", metavar="VOLUME")
@@ -131,6 +160,70 @@ def _inspect(args: argparse.Namespace) -> int:
             doc["Status"] = {"Problem": v.problem, "Hint": v.hint}
         docs.append(doc)
     output.print_documents(args, docs, kind="volume", maps=("Labels", "Options", "Status"))
+    return 0
+
+
+def _pairs(given: list[str], what: str) -> dict[str, str]:
+    """KEY=VALUE items (a KEY alone: an empty value, as docker's map options take it)."""
+    from reconciler.runtime import errors
+
+    out = {}
+    for item in given:
+        key, _, value = item.partition("=")
+        if not key:
+            raise errors.InvalidArgument(f"{what} {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _create(args: argparse.Namespace) -> int:
+    """`create`: the engine's ensure_volume (its rule of drivers and options), the name printed;
+    without a name one made at random and labelled anonymous, as dockerd 23+ makes it."""
+    import secrets
+
+    from reconciler.cli import engines
+    from reconciler.runtime import base, opening
+
+    labels = _pairs(args.label, "label")
+    name = args.name
+    if not name:
+        name = secrets.token_hex(32)
+        labels[base.ANONYMOUS_VOLUME_LABEL] = ""
+    rt = opening.open_native(engines.place(args))
+    try:
+        state = rt.ensure_volume(base.VolumeConfig(name=name, labels=labels, driver=args.driver,
+                                                   driver_opts=_pairs(args.opt, "option")))
+    finally:
+        rt.close()
+    print(state.name)
+    return 0
+
+
+ANONYMOUS_WARNING = "WARNING! This will remove anonymous local volumes not used by at least one container.\n"
+ALL_WARNING = "WARNING! This will remove all local volumes not used by at least one container.\n"
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """`prune`: the engine's rule (NativeRuntime.prune: volumes no container mounts; only
+    anonymous ones without --all), what went said as docker says it (cmd_system.print_report).
+    Asks first unless -f (another answer than y: nothing removed, exit 0, as `system prune`)."""
+    from reconciler.cli import cmd_system, engines, options
+
+    filters = cmd_system.filters_of(args.filter, kind="volumes")
+    if not args.force and not cmd_system.ask(ALL_WARNING if args.all else ANONYMOUS_WARNING):
+        return 0
+    reports = []
+    if options.engine_exists(args):                 # none: nothing to prune, none made
+        from reconciler.api import engine as engine_api
+        from reconciler.runtime import opening
+
+        rt = opening.open_native(engines.place(args))
+        try:
+            reports.append(("Volumes", rt.prune("volumes", selected=engine_api.prune_selection(filters),
+                                                anonymous_only=not args.all)))
+        finally:
+            rt.close()
+    cmd_system.print_report(reports)
     return 0
 
 

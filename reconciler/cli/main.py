@@ -74,7 +74,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('load', 'load images from a tar archive (docker/podman save, OCI layout)'),
     ('commit', "create an image from a container's changes"),
     ('container', 'move containers between hosts (export, import), prune them'),
-    ('volume', 'manage named volumes (ls, inspect, rm, export, import)'),
+    ('volume', 'manage named volumes (ls, inspect, create, rm, prune, export, import)'),
     ('system', 'manage the native engine (df, prune)'),
     ('agent', 'run the daemon: watch sources, converge, supervise, serve the API'),
     ('status', 'what the agent applies: sources, revisions, errors, containers'),
@@ -164,8 +164,8 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("cp", "1", "nothing or not all was copied: no such container or path, a destination docker cp refuses "
      "(a directory onto a file, a file into a directory that is not there), an entry that would land outside "
      "the destination"),
-    ("system prune, container prune, network prune", "0", "pruned, or not asked to (the question answered other "
-     "than y, or no answer: nothing removed), as docker's"),
+    ("system prune, container prune, volume prune, network prune", "0", "pruned, or not asked to (the question "
+     "answered other than y, or no answer: nothing removed), as docker's"),
     ("system, container prune", "2", "another engine than the native one (`--runtime docker`: `docker system "
      "df|prune` and `docker container prune` are that engine's), or a filter a prune does not take"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
@@ -179,7 +179,10 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("network connect, network disconnect", "2", "`host` or `none` named (no bridge network to connect to), an "
      "alias on the default network, an address that is not the network's, a container that is on no bridge "
      "network: nothing changed"),
-    ("network prune", "2", "a filter the prune does not take (label, label!, until)"),
+    ("volume create", "2", "another driver than local, options the local driver does not take (it binds a "
+     "directory: type=none, o=bind, device=/DIR), or an invalid name: nothing made"),
+    ("volume prune, network prune", "2", "a filter the prune does not take (volumes: label, label!; networks: "
+     "label, label!, until)"),
 )
 
 

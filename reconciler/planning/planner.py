@@ -1231,10 +1231,8 @@ def _placement(p: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
 
 def _create_hint(kind: str, name: str, engine: str) -> str:
     """How a missing external network or volume is made on the engine in use: by a command it
-    has (the native engine's CLI has `network create`, and no `volume create`), or a manifest."""
+    has (the native engine's CLI: `network create`, `volume create`), or a manifest."""
     manifest = f"a {kind.title()} manifest of another source"
     if engine in ("native", "fake"):
-        if kind == "volume":
-            return f"{manifest}, or `reconcile volume import {name} -i DATA.tar` with its content"
-        return f"reconcile network create {name}, or {manifest}"
+        return f"reconcile {kind} create {name}, or {manifest}"
     return f"{'podman' if engine == 'podman' else 'docker'} {kind} create {name}, or {manifest}"

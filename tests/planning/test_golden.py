@@ -816,7 +816,7 @@ def test_a_cluster_pins_the_image_by_digest_and_waits_for_each_rollout() -> None
 
 @pytest.mark.parametrize(("engine", "network", "volume"), [
     ("native", "(reconcile network create shop, or a Network manifest of another source)",
-     "(a Volume manifest of another source, or `reconcile volume import data -i DATA.tar` with its content)"),
+     "(reconcile volume create data, or a Volume manifest of another source)"),
     ("podman", "(podman network create shop, or a Network manifest of another source)",
      "(podman volume create data, or a Volume manifest of another source)"),
     ("docker", "(docker network create shop, or a Network manifest of another source)",
@@ -824,8 +824,8 @@ def test_a_cluster_pins_the_image_by_digest_and_waits_for_each_rollout() -> None
 ])
 def test_a_missing_external_resource_names_a_command_of_the_engine_in_use(engine: str, network: str,
                                                                           volume: str) -> None:
-    """The native engine's CLI has no `volume create` (nor `network create`): its hint named
-    docker's, which does not reach it."""
+    """The hint names the command of the engine in use: docker's does not reach the native engine
+    (whose CLI has `network create` and `volume create`)."""
     d, o, i, opts = scenarios.SCENARIOS["external_network_and_volume_missing"]()
     causes = {a.resource: a.cause for a in planner.plan(d, o, i, planner.PlanOptions(engine=engine, **opts)).actions}
     assert causes["network:shop"] == f"external network shop does not exist: create it {network} and converge again"

@@ -700,11 +700,13 @@ class NativeRuntime:
                           for v in self.list_volumes()))
 
     def prune(self, kind: str, *, selected: Callable[[Mapping[str, str], str | None], bool] | None = None,
-              dangling_only: bool = True) -> dict[str, Any]:
+              dangling_only: bool = True, anonymous_only: bool = False) -> dict[str, Any]:
         """What nothing uses, removed, as dockerd prunes (`docker container|image|network|volume
-        prune`, `reconcile system prune`, `reconcile container prune`): `containers` stopped ones
+        prune`, `reconcile system|container|volume|network prune`): `containers` stopped ones
         (exited, created, dead; not one whose restart is pending); `volumes` those no container
-        mounts (a bound directory's data left where it is); `networks` those no container is on or
+        mounts (a bound directory's data left where it is), with `anonymous_only` only anonymous
+        ones (labelled so: a container's own, or made without a name), as dockerd 23+ prunes
+        without `all`; `networks` those no container is on or
         would be at its start, never the default one; `images` those no container uses that are
         dangling (no tag, and no other image made from them: `images/lineage.py`), or every such
         one unless `dangling_only`. `selected(labels, created)` says which of these go (Docker's
@@ -728,7 +730,7 @@ class NativeRuntime:
             used = {m.source for r in recs for m in r.config.mounts if m.type == "volume"}
             removed, space = [], 0
             for v in self.list_volumes():
-                if v.name in used or not chosen(v.labels, None):
+                if v.name in used or not chosen(v.labels, None) or (anonymous_only and vols.ANONYMOUS_LABEL not in v.labels):
                     continue
                 data = Path(v.mountpoint)                       # its data, as `system df` counts it;
                 size = 0 if data.is_symlink() else sizes.tree_size(data)    # a bound directory stays
@@ -943,9 +945,10 @@ class NativeRuntime:
     def ensure_volume(self, config: base.VolumeConfig) -> base.VolumeState:
         if (config.driver != "local" or config.driver_opts) and base.local_bind(config.driver, config.driver_opts) is None:
             raise rterrors.InvalidArgument(
-                f"volume {config.name}: spec.driver and spec.driverOpts need the docker or swarm runtime; "
-                "the native engine's volumes are directories of its own (or bind one: type none, o bind, "
-                "device /DIR)", hint="remove them, or mount what they name with a bind mount")
+                f"volume {config.name}: spec.driver and spec.driverOpts need the docker or swarm runtime, as "
+                "`volume create`'s --driver and --opt do; the native engine's volumes are directories of its own "
+                "(or bind one: driver local, options type=none, o=bind, device=/DIR)",
+                hint="remove them, or mount what they name with a bind mount")
         known = any(v.name == config.name for v in self.list_volumes())
         state = self.containers.volumes.ensure(config)
         if not known:

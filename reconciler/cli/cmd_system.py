@@ -54,11 +54,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run, system_parser=parser)
 
 
-def add_prune_flags(p: argparse.ArgumentParser) -> None:
-    """A prune's -f and --filter (read by `filters_of`), as docker's prunes take them."""
+def add_prune_flags(p: argparse.ArgumentParser, *, until: bool = True) -> None:
+    """A prune's -f and --filter (read by `filters_of`), as docker's prunes take them (`until`:
+    whether the filter takes until=, which docker's volume prune does not)."""
     p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="only what matches: label=K[=V], label!=K[=V], until=TIME (10m, 2h, a date) (repeatable)")
+                   help="only what matches: label=K[=V], label!=K[=V]"
+                   + (", until=TIME (10m, 2h, a date)" if until else "") + " (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:

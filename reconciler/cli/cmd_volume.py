@@ -15,7 +15,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import options, output
+    from reconciler.cli import cmd_system, options, output
 
     parser = subparsers.add_parser("volume", help="manage named volumes (ls, inspect, create, rm, prune, export, "
                                    "import)",
@@ -59,9 +59,7 @@ def register(subparsers: Any) -> None:
                        "directory's content is left where it is.")
     options.add_engine_options(p)
     p.add_argument("-a", "--all", action="store_true", help="remove every unused volume, not only anonymous ones")
-    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="only what matches: label=K[=V], label!=K[=V] (repeatable)")
+    cmd_system.add_prune_flags(p, until=False)
     p.set_defaults(run=_prune)
     p = sub.add_parser("export", help="write a volume's content as a tar stream")
     options.add_engine_options(p)

@@ -138,9 +138,10 @@ def test_wait_prints_each_exit_code_in_order_and_says_what_it_cannot_find(
     # Host.cli runs `run` on the test's engine (its flags after `run IMG CMD...` were CMD's)
     assert host.cli("run", "-d", "--name", "made-by-host-cli", "--network", "none", busybox_image, "true") == 0
     assert "made-by-host-cli" in cli.ok("ps", "-a", "--format", "{{.Names}}").split()
-    cli.ok("run", "-d", "--name", "slow", busybox_image, "sh", "-c", "sleep 1; exit 7")
+    # (seconds to spare: under a loaded machine's CI the creates below took more than one)
+    cli.ok("run", "-d", "--name", "slow", busybox_image, "sh", "-c", "sleep 3; exit 7")
     # brief ends after slow, while it is waited for: removed then (AutoRemove), its code is the journal's
-    cli.ok("run", "-d", "--rm", "--name", "brief", busybox_image, "sh", "-c", "sleep 2; exit 5")
+    cli.ok("run", "-d", "--rm", "--name", "brief", busybox_image, "sh", "-c", "sleep 4; exit 5")
     cli.ok("run", "-d", "--name", "done", busybox_image, "sh", "-c", "exit 3")
     rt = host.runtime()
     try:

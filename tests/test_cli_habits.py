@@ -149,6 +149,7 @@ NOT_DATA: dict[str, str] = {
     "image pull": "as pull",
     "pause": "acts; prints the names it paused, as docker",
     "unpause": "acts; prints the names it unpaused, as docker",
+    "update": "acts; prints the names it updated, as docker",
     "build": "progress of a build",
     "push": "progress of an upload",
     "login": "acts; prints Login Succeeded, as docker",

@@ -34,6 +34,7 @@ from reconciler.api import dockerfilters
 from reconciler.api.server import _remove_stale, _UnixHTTPServer
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
+from reconciler.state import labels as ownership
 
 __all__ = ["API_VERSION", "EngineApi"]
 
@@ -173,8 +174,6 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         if sep:             # a bare name (`-e NAME`, NAME unset where the CLI runs): dockerd leaves it out
             env[k] = v
     nano = host.get("NanoCpus") or 0
-    if not nano and host.get("CpuQuota"):       # `--cpu-quota`/`--cpu-period`: the same CFS limit as `--cpus`
-        nano = int(host["CpuQuota"]) * 1_000_000_000 // int(host.get("CpuPeriod") or 100_000)
     entrypoint = body.get("Entrypoint")
     return base.ContainerConfig(
         name=name, image=body["Image"],
@@ -190,7 +189,10 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
                                  pids=host.get("PidsLimit") or None,
                                  memory_swap=host.get("MemorySwap") or None,
                                  memory_reservation=host.get("MemoryReservation") or None,
-                                 cpu_shares=host.get("CpuShares") or None, cpuset=host.get("CpusetCpus") or None),
+                                 cpu_shares=host.get("CpuShares") or None, cpuset=host.get("CpusetCpus") or None,
+                                 # `--cpu-quota`/`--cpu-period`: the CFS limit in docker's two numbers, kept
+                                 # so (inspect shows them, `docker update` changes them), as dockerd keeps them
+                                 cpu_period=host.get("CpuPeriod") or None, cpu_quota=host.get("CpuQuota") or None),
         read_only=bool(host.get("ReadonlyRootfs")), cap_add=tuple(host.get("CapAdd") or ()),
         cap_drop=tuple(host.get("CapDrop") or ()), stop_signal=body.get("StopSignal") or None,
         stop_timeout=_stop_timeout(body.get("StopTimeout")), init=bool(host.get("Init")),
@@ -1505,26 +1507,31 @@ class EngineApi:
         raise HttpError(501, f"{method} /containers/{{id}}/{action} is not served by reconciler's engine API yet")
 
     def _update(self, ident: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        """docker update: the resources the body names (the others as they were) and the restart
-        policy, on the live container's cgroups (ContainerManager.update_config)."""
-        manager = self.runtime.containers
-        rec = manager.get(ident)
-        res = rec.config.resources
-        nano = data.get("NanoCpus") or 0
-        quota, period = data.get("CpuQuota") or 0, data.get("CpuPeriod") or 100_000
-        cpus = nano / 1e9 if nano else (quota / period if quota > 0 else None)
-        given = {"memory": data.get("Memory"), "memory_swap": data.get("MemorySwap"), "cpus": cpus,
-                 "pids": data.get("PidsLimit"), "memory_reservation": data.get("MemoryReservation"),
-                 "cpu_shares": data.get("CpuShares"), "cpuset": data.get("CpusetCpus")}
-        res = dataclasses.replace(res, **{k: v for k, v in given.items() if v})
+        """docker update: what the body names (0 or absent: as it was; `PidsLimit` 0 or -1: no
+        limit, null: as it was) and the restart policy, by the native engine's rules
+        (`NativeRuntime.update_resources`: now on a running container's cgroups, at its next
+        start on a stopped one); the warnings dockerd would give (a blkio weight discarded),
+        and that of a change to a container manifests own (`state/labels.py` `changed_by_hand`)."""
+
+        def given(key: str) -> Any:
+            return data.get(key) or None                    # 0 is "not changed", as dockerd reads it
+
         policy = data.get("RestartPolicy") or {}
         restart = base.RestartPolicy(str(policy["Name"]), int(policy.get("MaximumRetryCount") or 0)) \
             if policy.get("Name") else None
+        nano = given("NanoCpus")
+        update = base.ResourceUpdate(
+            memory=given("Memory"), memory_swap=given("MemorySwap"), memory_reservation=given("MemoryReservation"),
+            cpus=nano / 1e9 if nano else None, cpu_shares=given("CpuShares"), cpu_period=given("CpuPeriod"),
+            cpu_quota=given("CpuQuota"), cpuset=given("CpusetCpus"), cpuset_mems=given("CpusetMems"),
+            pids=data.get("PidsLimit"), blkio_weight=given("BlkioWeight"), restart=restart)
         try:
-            manager.update_config(rec.id, res, restart)
+            warnings = self.runtime.update_resources(ident, update)
         except rterrors.InvalidArgument as exc:
             raise HttpError(400, exc.message) from None
-        return {"Warnings": []}
+        rec = self.runtime.containers.get(ident)
+        drift = ownership.changed_by_hand(rec.name, rec.config.labels)      # a container manifests own
+        return {"Warnings": [*warnings, *([drift] if drift else [])]}
 
     def _pause(self, ident: str, *, freeze: bool) -> None:
         """docker pause / unpause: the engine's (`ContainerManager.pause`: the cgroup freezer, the

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["SPEC", "build_config", "config_json", "parse_bytes", "register", "run"]
+__all__ = ["SPEC", "build_config", "checked", "config_json", "parse_bytes", "register", "run"]
 
 
-def _checked(parser: str) -> Callable[[str], Any]:
+def checked(parser: str) -> Callable[[str], Any]:
     """An argparse `type=` from the spec.units parser named `parser`: the flag means what the
     manifest field means. spec.units is imported when a flag needs it, not by every `run`: the
     package's import (dataclasses, inspect) is ~10 ms that a run through an agent need not pay."""
@@ -50,10 +50,10 @@ def _checked(parser: str) -> Callable[[str], Any]:
 
 def parse_bytes(value: str) -> int:
     """Docker's sizes: 512, 64k, 32m, 1g (binary units, optional trailing b/ib)."""
-    return int(_checked("parse_docker_size")(value))
+    return int(checked("parse_docker_size")(value))
 
 
-_duration = _checked("parse_duration")
+_duration = checked("parse_duration")
 
 
 def _listed(metavar: str | None, help_text: str) -> dict[str, Any]:
@@ -83,16 +83,16 @@ SPEC = fastpath.Spec((
                                         "also without --network), or a named network (repeatable)")),
     (("-p", "--publish"), "publish", {**_listed("[IP:][HOST:]CTR[/PROTO]",
                                                 "publish a port (bridge networks only; no HOST: the engine chooses one)"),
-                                      "type": _checked("parse_publish")}),
+                                      "type": checked("parse_publish")}),
     (("-v", "--volume"), "volume", _listed("SRC:DST[:ro]", "named volume or absolute host path, mounted at DST")),
     (("--tmpfs",), "tmpfs", _listed("DST[:OPTIONS]", "mount a tmpfs")),
     (("--cap-add",), "cap_add", _listed(None, "add a capability")),
     (("--cap-drop",), "cap_drop", _listed(None, "drop a capability")),
     (("-m", "--memory"), "memory", {"default": None, "type": parse_bytes, "help": "memory limit (e.g. 256m)"}),
-    (("--cpus",), "cpus", {"default": None, "type": _checked("parse_cpus"), "help": "CPU quota in CPUs (e.g. 0.5)"}),
+    (("--cpus",), "cpus", {"default": None, "type": checked("parse_cpus"), "help": "CPU quota in CPUs (e.g. 0.5)"}),
     (("--pids-limit",), "pids_limit", {"default": None, "type": int, "help": "maximum number of processes"}),
     # no default: argparse would parse it
-    (("--restart",), "restart", {"default": None, "type": _checked("parse_restart"),
+    (("--restart",), "restart", {"default": None, "type": checked("parse_restart"),
                                  "help": "no | on-failure[:N] | always | unless-stopped (default: no)"}),
     (("--health-cmd",), "health_cmd", {"default": None, "help": "healthcheck command (run with /bin/sh -c); "
                                        "without it, the --health-* timings given apply to the image's HEALTHCHECK"}),

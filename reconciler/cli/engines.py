@@ -43,6 +43,10 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("top", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("stats", "swarm"): "a service's containers run on its nodes: use `docker stats` there",
     ("stats", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("update", "docker"): "dockerd keeps its containers' limits itself: use `docker update`",
+    ("update", "swarm"): "a service's limits are its manifest's: change spec.resources and apply (or `docker "
+                         "service update --limit-memory ...`)",
+    ("update", "fake"): "the fake engine runs no process: use --runtime native",
     ("cp", "swarm"): "a service's containers run on its nodes: use `docker cp` there",
     ("cp", "fake"): "the fake engine keeps no files: use --runtime native or docker",
     ("system", "docker"): "its disk and what to prune of it are dockerd's own: use `docker system df|prune`",
@@ -83,7 +87,7 @@ def is_native(args: argparse.Namespace) -> bool:
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
 FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "wait", "rename",
-                           "port", "top", "stats", "cp", "system", "pull", "images", "inspect", "diff"})
+                           "update", "port", "top", "stats", "cp", "system", "pull", "images", "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

@@ -60,6 +60,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('rm', 'remove containers'),
     ('pause', 'pause all processes within containers'),
     ('unpause', 'unpause all processes within containers'),
+    ('update', 'update the configuration of one or more containers'),
     ('network', "manage the native engine's networks (ls, inspect, create, rm, connect, disconnect, prune)"),
     ('pull', 'pull an image from a registry'),
     ('images', 'list images'),
@@ -157,6 +158,12 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("wait", "1", "some container was not found: said on stderr, the others waited for and their exit codes "
      "printed"),
     ("rename", "1", "not renamed: no such container, the new name taken, invalid or the container's own"),
+    ("update", "1", "some container was not changed (no such container, or a change that does not fit what it has: "
+     "a memory limit above the swap limit set, a CPU limit given one way while set the other, a restart policy "
+     "of an AutoRemove container): it is said on stderr, the others are changed and their names printed, as "
+     "docker's"),
+    ("update", "2", "the change is wrong in itself (no flag, a memory limit below 6MB or the reservation, more "
+     "CPUs or other CPUs than the host has, a CFS period out of range...): no container was changed"),
     ("port", "1", "no such container, or the private port named is not published (a container that does not "
      "run publishes none)"),
     ("top", "1", "no such container, or it does not run"),

@@ -66,6 +66,7 @@ __all__ = [
     "ProcessListing",
     "ProgressCallback",
     "Renaming",
+    "ResourceUpdate",
     "Resources",
     "RestartPolicy",
     "RestartSupervision",
@@ -223,6 +224,42 @@ class Resources:
     cpu_shares: int | None = None           # relative weight
     cpuset: str | None = None               # CPUs it may run on
     memory_swap: int | None = None          # memory + swap bytes; -1 unlimited; None: = memory
+    # the CFS limit in docker's own two numbers (`--cpu-period`, `--cpu-quota`, microseconds),
+    # never with `cpus`, which sets both (quota per 100 ms)
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_mems: str | None = None          # memory nodes it may use
+    blkio_weight: int | None = None         # relative block I/O weight, 10 to 1000
+
+
+# Resources' fields added later: left out of config_to_json when unset, so a record or an
+# inventory entry written before them reads and compares the same
+_LATER_RESOURCES = ("cpu_period", "cpu_quota", "cpuset_mems", "blkio_weight")
+
+
+@dataclass(frozen=True)
+class ResourceUpdate:
+    """What `docker update` changes of a container: each field None is left as it is. The
+    native engine's rules (`runtime/native/containers/limits.py`) check it and merge it over the
+    container's Resources and restart policy; the CLI's `update` and the Engine API's
+    `POST /containers/{id}/update` make it."""
+
+    memory: int | None = None
+    memory_swap: int | None = None          # -1: unlimited swap
+    memory_reservation: int | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset: str | None = None
+    cpuset_mems: str | None = None
+    pids: int | None = None                 # 0 or -1: no limit, as docker's --pids-limit
+    blkio_weight: int | None = None
+    restart: RestartPolicy | None = None
+
+    def empty(self) -> bool:
+        """Whether it changes nothing (`docker update` without a flag)."""
+        return self == ResourceUpdate()
 
 
 @dataclass(frozen=True)
@@ -405,6 +442,10 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
             del out["update"][key]       # likewise
     if out["healthcheck"] is not None and not out["healthcheck"]["start_interval"]:
         del out["healthcheck"]["start_interval"]    # likewise
+    for key in ("resources", "reservations"):
+        for later in _LATER_RESOURCES:
+            if out[key][later] is None:
+                del out[key][later]          # likewise
     return out
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "REVISION",
     "SPEC_HASH",
     "Ownership",
+    "changed_by_hand",
     "make",
     "parse",
     "selector",
@@ -87,3 +88,19 @@ def parse(labels: Mapping[str, str]) -> Ownership | None:
         image_digest=labels.get(DIGEST, ""),
         revision=labels.get(REVISION, ""),
     )
+
+
+def changed_by_hand(container: str, labels: Mapping[str, str]) -> str | None:
+    """The warning for a change made by hand to a container's limits or restart policy
+    (`reconcile update`, `docker update` through the Engine API) when manifests own it, None
+    when none do (no owner label). Such a change is drift the manifest does not say: a pass
+    leaves it (it recreates on the spec hash, DESIGN §5.2, which is the manifest's, never read
+    back from the container), the next recreate (its manifest or image changed) ends it, as
+    `docker compose up` ends a `docker update` of a compose container only when it recreates it."""
+    owned = parse(labels)
+    if owned is None:
+        return None
+    return (f"{container} belongs to owner {owned.owner!r} ({owned.kind or 'Container'} {owned.name} of its "
+            "manifests): this change is drift from the manifest, which a pass does not put back; it lasts until "
+            "the container is recreated (its manifest or image changes), as `docker update` on a compose container "
+            "lasts until `compose up` recreates it; to keep it, set it in the manifest (spec.resources, spec.restart)")

@@ -910,6 +910,21 @@ class NativeRuntime:
                                        {"comment": message, "imageID": image_id, "imageRef": ref or ""})
         return image_id
 
+    def checked_update(self, update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]]:
+        """`docker update`'s change as the engine applies it, and the warnings to show;
+        InvalidArgument when it is wrong in itself (`containers/limits.py` `checked`)."""
+        from reconciler.runtime.native.containers import limits
+
+        return limits.checked(update)
+
+    def update_resources(self, name_or_id: str, update: base.ResourceUpdate) -> list[str]:
+        """`docker update`: the change checked (`checked_update`) and applied to the container
+        (`ContainerManager.update_config`: now to a running one, at its next start to a stopped
+        one); the warnings to show."""
+        checked, warnings = self.checked_update(update)
+        self.containers.update_config(name_or_id, checked)
+        return warnings
+
     def load_images(self, src: IO[bytes]) -> list[tuple[str, tuple[str, ...]]]:
         """`docker load`: every image of the archive `src`; (id, tags) of each."""
         from reconciler.runtime.native.images import archive

@@ -37,6 +37,7 @@ __all__ = [
     "open_in_root",
     "parse_signal",
     "resolve_user",
+    "with_resources",
 ]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -373,10 +374,18 @@ def _resources(r: base.Resources) -> dict[str, Any]:
             raise rterrors.InvalidArgument("cpus must be positive")
         period = 100_000
         res["cpu"] = {"quota": int(r.cpus * period), "period": period}
+    else:           # docker's --cpu-period / --cpu-quota: the two numbers as given (limits.py checks them)
+        cfs = {k: v for k, v in (("period", r.cpu_period), ("quota", r.cpu_quota)) if v is not None}
+        if cfs:
+            res["cpu"] = cfs
     if r.cpu_shares is not None:
         res.setdefault("cpu", {})["shares"] = r.cpu_shares
     if r.cpuset is not None:
         res.setdefault("cpu", {})["cpus"] = r.cpuset
+    if r.cpuset_mems is not None:
+        res.setdefault("cpu", {})["mems"] = r.cpuset_mems
+    if r.blkio_weight is not None:
+        res["blockIO"] = {"weight": r.blkio_weight}
     if r.memory_reservation is not None:
         res.setdefault("memory", {})["reservation"] = r.memory_reservation
     if r.pids is not None:
@@ -386,10 +395,24 @@ def _resources(r: base.Resources) -> dict[str, Any]:
 
 def live_resources(r: base.Resources) -> dict[str, Any]:
     """The OCI `linux.resources` of `r` that a running container's cgroups take (`runc update`):
-    memory, CPU and pids, without the device rules that only `create` sets."""
+    memory, CPU, pids and block I/O, without the device rules that only `create` sets; no pids
+    limit is -1 (`max`), which takes away one the container had (left out, runc keeps it)."""
     res = _resources(r)
     del res["devices"]
+    res.setdefault("pids", {"limit": -1})
     return res
+
+
+def with_resources(spec: dict[str, Any], r: base.Resources) -> dict[str, Any]:
+    """`spec` (a bundle's config.json) with the limits of `r`, its device rules kept: what a
+    stopped container starts with after `docker update`."""
+    linux = spec.setdefault("linux", {})
+    devices = (linux.get("resources") or {}).get("devices")
+    res = _resources(r)
+    if devices is not None:
+        res["devices"] = devices
+    linux["resources"] = res
+    return spec
 
 
 def _depth(m: Mapping[str, Any]) -> int:

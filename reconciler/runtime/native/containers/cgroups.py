@@ -21,8 +21,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CGROUP_ROOT", "cgroups_path", "creating", "frozen", "hierarchies", "leaf_dirs", "leave_monitors", "move_monitor", "oom_kill_count",
-           "remove", "remove_leaves"]
+__all__ = ["CGROUP_ROOT", "blkio_weight", "cgroups_path", "cpusets", "creating", "frozen", "hierarchies", "leaf_dirs",
+           "leave_monitors", "move_monitor", "oom_kill_count", "remove", "remove_leaves"]
 
 MONITOR = "conmon"
 
@@ -180,3 +180,32 @@ def oom_kill_count(prefix: str, cid: str) -> int:
         except OSError:
             continue
     return 0
+
+
+def cpusets(root: Path = CGROUP_ROOT) -> tuple[str, str]:
+    """The CPUs and memory nodes containers may be given (`cpuset.cpus`, `cpuset.mems` of the
+    cpuset hierarchy's root on v1; the effective ones on v2), as the kernel writes lists
+    ("0-3,6"); the online CPUs and node 0 when neither can be read."""
+    for cpus, mems in ((root / "cpuset" / "cpuset.cpus", root / "cpuset" / "cpuset.mems"),
+                       (root / "cpuset.cpus.effective", root / "cpuset.mems.effective")):
+        try:
+            return cpus.read_text().strip(), mems.read_text().strip()
+        except OSError:
+            continue
+    try:
+        online = Path("/sys/devices/system/cpu/online").read_text().strip()
+    except OSError:
+        online = f"0-{(os.cpu_count() or 1) - 1}"
+    return online, "0"
+
+
+def blkio_weight(root: Path = CGROUP_ROOT) -> bool:
+    """Whether the kernel weighs containers' block I/O (a weight file of CFQ's or BFQ's: v1
+    `blkio.weight` / `blkio.bfq.weight`; v2's `io` controller), as dockerd's sysinfo asks: on
+    a kernel without one, docker discards a blkio weight with a warning."""
+    if (root / "cgroup.controllers").exists():
+        try:
+            return "io" in (root / "cgroup.controllers").read_text().split()
+        except OSError:
+            return False
+    return any((root / "blkio" / f).exists() for f in ("blkio.weight", "blkio.bfq.weight"))

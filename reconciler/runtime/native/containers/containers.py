@@ -1220,32 +1220,39 @@ class ContainerManager(records.RecordStore):
             self.event(rec, "pause" if freeze else "unpause")
             return rec
 
-    # -- the file system, for docker cp
+    # -- limits (docker update)
 
-    def update_config(self, name_or_id: str, resources: base.Resources,
-                      restart: base.RestartPolicy | None = None) -> records.Record:
-        """`docker update`: new cgroup limits (applied now to a running container, `runc update`)
-        and restart policy, kept in the record for its next starts."""
-        from reconciler.runtime.native.containers import bundle
+    def update_config(self, name_or_id: str, update: base.ResourceUpdate) -> records.Record:
+        """`docker update` of a container (`update` checked first: `limits.checked`): its limits
+        and restart policy merged over its own (`limits.merged`), set now on the cgroups of its
+        runtime container where it has one (running, paused, or created and waiting for its
+        start: `runc update`), written into its bundle for its next starts, and recorded
+        (inspect shows them); journalled as Docker's `update` event."""
+        from reconciler.runtime.native.containers import bundle, limits
 
         rec = self.get(name_or_id)
         with self.lock(rec.id):
             rec = self.get(rec.id)
-            if rec.auto_remove and restart is not None and _restarts(restart):
-                raise rterrors.Conflict("Restart policy cannot be updated because AutoRemove is enabled for the "
-                                        "container")       # dockerd's words
-            if rec.status == "running":
-                self.oci(rec.runtime).update(rec.id, bundle.live_resources(resources))
-            else:
-                bundle.live_resources(resources)       # the same checks (a memory limit too small)
+            resources, restart = limits.merged(rec.config.resources, rec.config.restart, update,
+                                               auto_remove=rec.auto_remove)
+            live = bundle.live_resources(resources)         # its own checks too (a memory limit too small)
+            if rec.status == "running" or (rec.status == "created" and rec.conmon_alive() and rec.main_alive()):
+                self.oci(rec.runtime).update(rec.id, live)
+            spec_path = self.paths(rec.id).config_json
+            with contextlib.suppress(FileNotFoundError):    # a bundle a reboot took (secrets): it starts no more
+                spec = bundle.with_resources(json.loads(spec_path.read_text()), resources)
+                tmp = spec_path.with_suffix(".json.tmp")     # a start reads it meanwhile
+                tmp.write_text(json.dumps(spec))
+                os.replace(tmp, spec_path)
 
             def apply(r: records.Record) -> records.Record:
-                cfg = dataclasses.replace(r.config, resources=resources, restart=restart or r.config.restart)
-                return dataclasses.replace(r, config=cfg)
+                return dataclasses.replace(r, config=dataclasses.replace(r.config, resources=resources, restart=restart))
 
             new = self.update(rec.id, apply)
         self.event(new, "update")
         return new
+
+    # -- the file system, for docker cp
 
     def open_root(self, name_or_id: str, *, live: bool = True) -> int:
         """A directory fd of the container's `/`: a running container's own view

@@ -131,10 +131,10 @@ def host_config(rec: records.Record, anonymous: Collection[str] = ()) -> dict[st
         **({"Sysctls": dict(cfg.sysctls)} if cfg.sysctls else {}),
         "Runtime": rec.runtime, "ConsoleSize": [0, 0], "Isolation": "",
         "CpuShares": res.cpu_shares or 0, "Memory": res.memory or 0, "NanoCpus": int((res.cpus or 0) * 1e9),
-        "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
+        "CgroupParent": "", "BlkioWeight": res.blkio_weight or 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
         "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
-        "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
-        "CpusetCpus": res.cpuset or "", "CpusetMems": "",
+        "CpuPeriod": res.cpu_period or 0, "CpuQuota": res.cpu_quota or 0, "CpuRealtimePeriod": 0,
+        "CpuRealtimeRuntime": 0, "CpusetCpus": res.cpuset or "", "CpusetMems": res.cpuset_mems or "",
         "Devices": [dict(zip(("PathOnHost", "PathInContainer", "CgroupPermissions"), d.split(":"), strict=True))
                     for d in cfg.devices],
         "DeviceCgroupRules": None, "DeviceRequests": None, "KernelMemory": 0, "KernelMemoryTCP": 0,

@@ -1,0 +1,148 @@
+"""`docker update`'s rules on the native engine: what a change of a container's limits and
+restart policy may be, and what the container has after it, as dockerd 20.10 decides them, in
+its words (`reconcile update` and the Engine API's `POST /containers/{id}/update` alike):
+
+    checked(update) -> (update, warnings)   the change alone: dockerd's verifyPlatformContainerResources
+                                            (the minimums, ranges and conflicts, CPUs and memory nodes
+                                            the host has); a blkio weight the kernel cannot apply is
+                                            discarded with dockerd's warning
+    merged(resources, restart, update, *, auto_remove) -> (Resources, RestartPolicy)
+                                            the change over what the container has, each field it
+                                            leaves None kept; dockerd's UpdateContainer conflicts (a
+                                            CFS limit given one way while set the other, a memory
+                                            limit over the swap limit set, a restart policy of an
+                                            AutoRemove container), and a memory limit below the
+                                            reservation, whichever of the two the change names
+
+Both raise InvalidArgument (the change is wrong in itself: nothing is changed) or Conflict (it
+does not fit what the container has). Applying the result is `ContainerManager.update_config`'s.
+"""
+
+from __future__ import annotations
+
+import os
+
+from reconciler._dataclass import dataclasses
+from reconciler.runtime import base
+from reconciler.runtime import errors as rterrors
+from reconciler.runtime.native.containers import cgroups
+
+__all__ = ["MIN_MEMORY", "checked", "merged"]
+
+MIN_MEMORY = 6 * 1024 * 1024            # dockerd's linuxMinMemory: a limit or reservation below it is refused
+_RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+_BLKIO_DISCARDED = "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+
+
+def _cpu_list(text: str, what: str) -> set[int]:
+    """The numbers of a cpuset list ("0-3,6"), as dockerd's parsers.ParseUintList reads it."""
+    out: set[int] = set()
+    for part in text.split(","):
+        low, sep, high = part.partition("-")
+        if not low.isdigit() or (sep and not high.isdigit()) or (sep and int(high) < int(low)):
+            raise rterrors.InvalidArgument(f"Invalid value {text} for cpuset {what}: invalid format: {text}",
+                                           hint="a list of numbers and ranges, like 0-2,4")
+        out.update(range(int(low), int(high if sep else low) + 1))
+    return out
+
+
+def _cpus_available() -> int:
+    """The CPUs this process may run on, as Go's runtime.NumCPU counts them (dockerd's sysinfo)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:
+        return os.cpu_count() or 1
+
+
+def checked(update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]]:
+    """`update` as the engine applies it, and the warnings to show: InvalidArgument when it is
+    wrong in itself (dockerd's verifyPlatformContainerResources)."""
+    u = update
+    warnings: list[str] = []
+
+    def refuse(message: str, hint: str) -> rterrors.InvalidArgument:
+        return rterrors.InvalidArgument(message, hint=hint)
+
+    if u.memory is not None and u.memory < MIN_MEMORY:
+        raise refuse("Minimum memory limit allowed is 6MB", "give --memory 6m or more")
+    if u.memory is not None and u.memory_swap is not None and 0 < u.memory_swap < u.memory:
+        raise refuse("Minimum memoryswap limit should be larger than memory limit, see usage",
+                     "--memory-swap is memory plus swap: give at least --memory, or -1 for unlimited swap")
+    if u.memory_reservation is not None and u.memory_reservation < MIN_MEMORY:
+        raise refuse("Minimum memory reservation allowed is 6MB", "give --memory-reservation 6m or more")
+    if u.memory is not None and u.memory_reservation is not None and u.memory < u.memory_reservation:
+        raise refuse("Minimum memory limit can not be less than memory reservation limit, see usage",
+                     "give a --memory-reservation below --memory")
+    if u.cpus is not None and u.cpu_period is not None:
+        raise refuse("Conflicting options: Nano CPUs and CPU Period cannot both be set",
+                     "give --cpus, or --cpu-period and --cpu-quota")
+    if u.cpus is not None and u.cpu_quota is not None:
+        raise refuse("Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+                     "give --cpus, or --cpu-period and --cpu-quota")
+    ncpu = _cpus_available()
+    if u.cpus is not None and not 0 < u.cpus <= ncpu:
+        raise refuse(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available",
+                     f"give --cpus {ncpu} or less")
+    if u.cpu_shares is not None and not 2 <= u.cpu_shares <= 262_144:       # runc's bounds, in its words
+        raise refuse(f"the {'minimum' if u.cpu_shares < 2 else 'maximum'} allowed cpu-shares is "
+                     f"{2 if u.cpu_shares < 2 else 262_144}", "give --cpu-shares 2 to 262144 (1024: a CPU's share)")
+    if u.cpu_period is not None and not 1000 <= u.cpu_period <= 1_000_000:
+        raise refuse("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+                     "give --cpu-period in microseconds, 1000 to 1000000")
+    if u.cpu_quota is not None and 0 <= u.cpu_quota < 1000:
+        raise refuse("CPU cfs quota can not be less than 1ms (i.e. 1000)",
+                     "give --cpu-quota in microseconds, 1000 or more (-1: no limit)")
+    cpus, mems = cgroups.cpusets()
+    for given, have, what, words in ((u.cpuset, cpus, "cpus", "CPUs"), (u.cpuset_mems, mems, "mems", "memory nodes")):
+        if given is not None and not _cpu_list(given, what) <= _cpu_list(have, what):
+            raise refuse(f"Requested {words} are not available - requested {given}, available: {have}",
+                         f"give --cpuset-{what} within {have}")
+    if u.blkio_weight is not None and not cgroups.blkio_weight():
+        warnings.append(_BLKIO_DISCARDED)
+        u = dataclasses.replace(u, blkio_weight=None)
+    if u.blkio_weight is not None and not 10 <= u.blkio_weight <= 1000:
+        raise refuse("Range of blkio weight is from 10 to 1000", "give --blkio-weight 10 to 1000")
+    if u.restart is not None:
+        if u.restart.name not in _RESTART_POLICIES:
+            raise refuse(f"invalid restart policy '{u.restart.name}'",
+                         "give no, on-failure[:N], always or unless-stopped")
+        if u.restart.max_retries < 0:
+            raise refuse("maximum retry count cannot be negative", "give on-failure:N with N 0 or more")
+        if u.restart.max_retries and u.restart.name != "on-failure":
+            raise refuse(f"maximum retry count cannot be used with restart policy '{u.restart.name}'",
+                         "a count goes with on-failure alone: on-failure:N")
+    return u, warnings
+
+
+def merged(resources: base.Resources, restart: base.RestartPolicy, update: base.ResourceUpdate, *,
+           auto_remove: bool = False) -> tuple[base.Resources, base.RestartPolicy]:
+    """What a container that has `resources` and `restart` has after `update` (checked first):
+    Conflict where the two do not fit (dockerd's UpdateContainer)."""
+    u, r = update, resources
+
+    def conflict(message: str, hint: str) -> rterrors.Conflict:
+        return rterrors.Conflict(message, hint=hint)
+
+    for new_value, set_value, name, other_name in ((u.cpus, r.cpu_period, "Nano CPUs", "CPU Period"),
+                                                   (u.cpus, r.cpu_quota, "Nano CPUs", "CPU Quota"),
+                                                   (u.cpu_period, r.cpus, "CPU Period", "NanoCPUs"),
+                                                   (u.cpu_quota, r.cpus, "CPU Quota", "NanoCPUs")):
+        if new_value is not None and set_value is not None:
+            raise conflict(f"Conflicting options: {name} cannot be updated as {other_name} has already been set",
+                           "its CPU limit was set the other way (--cpus, or --cpu-period/--cpu-quota): keep to "
+                           "that way")
+    if u.memory is not None and u.memory_swap is None and r.memory_swap is not None and 0 < r.memory_swap < u.memory:
+        raise conflict("Memory limit should be smaller than already set memoryswap limit, update the memoryswap "
+                       "at the same time", "give --memory-swap too (-1: unlimited swap)")
+    if auto_remove and u.restart is not None and u.restart.name != "no":
+        raise conflict("Restart policy cannot be updated because AutoRemove is enabled for the container",
+                       "an AutoRemove container (run --rm) is removed at its exit: run it again without --rm")
+    given = {f.name: getattr(u, f.name) for f in dataclasses.fields(base.Resources)
+             if hasattr(u, f.name) and getattr(u, f.name) is not None}
+    if u.pids is not None:
+        given["pids"] = u.pids if u.pids > 0 else None        # 0 or -1: no limit, as docker's
+    new = dataclasses.replace(r, **given)
+    if new.memory is not None and new.memory_reservation is not None and new.memory < new.memory_reservation:
+        raise rterrors.InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage",
+                                       hint="lower --memory-reservation at the same time")
+    return new, u.restart or restart

@@ -50,7 +50,7 @@ _PRUNE = ("containers", "images", "networks", "volumes")
 _DOCKER_ROOTS = frozenset(("_ping", "auth", "build", "commit", "configs", "containers", "distribution", "events",
                            "exec", "grpc", "images", "info", "networks", "nodes", "plugins", "secrets", "services",
                            "session", "swarm", "system", "tasks", "version", "volumes"))
-_UNSERVED_CONTAINER_ROUTES = ("changes", "attach/ws")     # Docker's, which this API does not serve (501)
+_UNSERVED_CONTAINER_ROUTES = ("attach/ws",)     # Docker's, which this API does not serve (501)
 WAIT_TICK = 1.0                # seconds a wait waits on a container's exit before it checks its client
 DETACHED_START_WAIT = 10.0     # seconds a detached exec's start waits for its process to run
 WAIT_POLL = 0.2                # ... on one without a monitor (between a restart's exit and its start)
@@ -1491,6 +1491,8 @@ class EngineApi:
             return 200, None
         if method == "POST" and action == "update":
             return 200, self._update(ident, body() or {})
+        if method == "GET" and action == "changes":
+            return 200, self._changes(ident)
         if method == "POST" and action in ("pause", "unpause"):
             self._pause(ident, freeze=action == "pause")
             return 204, None
@@ -1532,6 +1534,12 @@ class EngineApi:
         rec = self.runtime.containers.get(ident)
         drift = ownership.changed_by_hand(rec.name, rec.config.labels)      # a container manifests own
         return {"Warnings": [*warnings, *([drift] if drift else [])]}
+
+    def _changes(self, ident: str) -> list[dict[str, Any]]:
+        """docker diff: the container's changes (`NativeRuntime.container_changes`), each as
+        dockerd's `{"Path", "Kind"}` (0 changed, 1 added, 2 deleted)."""
+        kinds = {"C": 0, "A": 1, "D": 2}
+        return [{"Path": path, "Kind": kinds[kind]} for kind, path in self.runtime.container_changes(ident)]
 
     def _pause(self, ident: str, *, freeze: bool) -> None:
         """docker pause / unpause: the engine's (`ContainerManager.pause`: the cgroup freezer, the

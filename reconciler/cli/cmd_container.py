@@ -69,6 +69,16 @@ def register(subparsers: Any) -> None:
     engines.add_runtime_flag(p, "container prune")
     cmd_system.add_prune_flags(p)
     p.set_defaults(run=_prune)
+    p = sub.add_parser("diff", help="inspect changes to files or directories on a container's filesystem",
+                       description="List what the container changed in its root filesystem, as docker diff: "
+                       "A added, C changed, D deleted, one path a line (its volumes and mounts left out).")
+    options.add_engine_options(p)
+    engines.add_runtime_flag(p, "container diff")
+    from reconciler.cli import output
+
+    output.add_output_flag(p)
+    p.add_argument("name", metavar="CONTAINER")
+    p.set_defaults(run=_diff, no_logging=True)
     parser.set_defaults(run=run, container_parser=parser)
 
 
@@ -127,4 +137,27 @@ def _prune(args: argparse.Namespace) -> int:
         finally:
             rt.close()
     cmd_system.print_report(reports)
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    """docker diff: the native engine's `container_changes` (runtime/native/commit.py), `KIND PATH`
+    lines, or rows `{kind, path}` (-o json|yaml); no such container: exit 1, as docker's."""
+    from reconciler.cli import engines, options, output
+    from reconciler.runtime import errors
+
+    engines.check(args, "container diff")
+    rt = engines.open_runtime(args, "container diff") if options.engine_exists(args) else None
+    try:
+        if rt is None:
+            raise errors.NotFound(f"No such container: {args.name}")
+        changes = rt.container_changes(args.name)
+    except errors.RuntimeBackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if rt is not None:
+            rt.close()
+    output.render(args, [{"kind": kind, "path": path} for kind, path in changes],
+                  lambda: sys.stdout.writelines(f"{kind} {path}\n" for kind, path in changes))
     return 0

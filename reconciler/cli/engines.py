@@ -47,6 +47,9 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("update", "swarm"): "a service's limits are its manifest's: change spec.resources and apply (or `docker "
                          "service update --limit-memory ...`)",
     ("update", "fake"): "the fake engine runs no process: use --runtime native",
+    ("container diff", "docker"): "dockerd keeps its containers' files itself: use `docker diff`",
+    ("container diff", "swarm"): "a service's containers run on its nodes: use `docker diff` there",
+    ("container diff", "fake"): "the fake engine keeps no files: use --runtime native",
     ("cp", "swarm"): "a service's containers run on its nodes: use `docker cp` there",
     ("cp", "fake"): "the fake engine keeps no files: use --runtime native or docker",
     ("system", "docker"): "its disk and what to prune of it are dockerd's own: use `docker system df|prune`",

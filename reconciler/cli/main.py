@@ -168,6 +168,7 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "run publishes none)"),
     ("top", "1", "no such container, or it does not run"),
     ("stats", "1", "some container named was not found: only the errors are printed, as docker stats"),
+    ("container diff", "1", "no such container: said on stderr, nothing printed, as docker diff"),
     ("cp", "1", "nothing or not all was copied: no such container or path, a destination docker cp refuses "
      "(a directory onto a file, a file into a directory that is not there), an entry that would land outside "
      "the destination"),

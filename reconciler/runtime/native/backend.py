@@ -910,6 +910,13 @@ class NativeRuntime:
                                        {"comment": message, "imageID": image_id, "imageRef": ref or ""})
         return image_id
 
+    def container_changes(self, name_or_id: str) -> list[tuple[str, str]]:
+        """`docker diff`: what the container changed in its root filesystem, ("A"|"C"|"D", path)
+        in docker's order (commit.py `container_changes`)."""
+        from reconciler.runtime.native import commit
+
+        return commit.container_changes(self.containers, name_or_id)
+
     def checked_update(self, update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]]:
         """`docker update`'s change as the engine applies it, and the warnings to show;
         InvalidArgument when it is wrong in itself (`containers/limits.py` `checked`)."""

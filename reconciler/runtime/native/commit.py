@@ -16,6 +16,7 @@ import contextlib
 import copy
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from reconciler.runtime import base, errors
@@ -23,7 +24,7 @@ from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.containers import containers, records
 from reconciler.runtime.native.images.images import ImageStore
 
-__all__ = ["changed_paths", "commit", "paused"]
+__all__ = ["changed_paths", "commit", "container_changes", "paused"]
 
 _RUNTIME_MOUNTS = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 
@@ -96,8 +97,10 @@ def paused(manager: containers.ContainerManager, rec: records.Record, pause: boo
 
 
 def _skipped(rec: records.Record) -> frozenset[str]:
-    """What a commit leaves out of the upper dir: the runtime's mount points, the mounts' targets."""
-    return _RUNTIME_MOUNTS | {m.target.strip("/") for m in rec.config.mounts if m.target.strip("/")}
+    """What a commit (and `docker diff`) leaves out of the upper dir: the runtime's mount points,
+    the mounts' targets (`--init`'s too)."""
+    init = {containers.INIT_PATH.strip("/")} if rec.config.init else set()
+    return _RUNTIME_MOUNTS | init | {m.target.strip("/") for m in rec.config.mounts if m.target.strip("/")}
 
 
 def changed_paths(manager: containers.ContainerManager, rec: records.Record, limit: int = 5) -> list[str]:
@@ -108,6 +111,21 @@ def changed_paths(manager: containers.ContainerManager, rec: records.Record, lim
 
     upper = manager.paths(rec.id).upper
     return diff.changed(upper, skip=_skipped(rec), limit=limit) if upper.is_dir() else []
+
+
+def container_changes(manager: containers.ContainerManager, name_or_id: str) -> list[tuple[str, str]]:
+    """`docker diff`: what the container changed in its root filesystem, read from its upper dir
+    as a commit reads it (its mount points and mounts' targets left out, `_skipped`), each
+    ("A" | "C" | "D", path) against its image's layers (`diff.changes`); a running container
+    is not paused (dockerd's diff does not pause either)."""
+    from reconciler.runtime.native.build import diff
+
+    rec = manager.get(name_or_id)
+    upper = manager.paths(rec.id).upper
+    if not upper.is_dir():
+        return []               # never created fully: nothing changed
+    lowers = [Path(d) for d in reversed(rec.lowerdirs)]            # top first, as the overlay stacks them
+    return diff.changes(upper, lowers, skip=_skipped(rec))
 
 
 def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: str,

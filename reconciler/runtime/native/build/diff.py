@@ -18,7 +18,7 @@ import os
 import secrets
 import stat
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from reconciler._dataclass import dataclass
 from reconciler.runtime import errors
 from reconciler.runtime.native.images import content
 
-__all__ = ["LayerBlob", "changed", "write_layer"]
+__all__ = ["LayerBlob", "changed", "changes", "write_layer"]
 
 _OPAQUE = "trusted.overlay.opaque"
 _CHUNK = 1 << 20
@@ -122,6 +122,107 @@ def changed(upper: Path, *, skip: frozenset[str] = frozenset(), limit: int = 5) 
     if pending is not None:
         out.append("/" + pending)
     return out[:limit]
+
+
+def _whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _layers_at(lowers: Sequence[Path], rel: str) -> Iterator[tuple[Path, os.stat_result]]:
+    """The entries that make what an overlay shows at `rel` below its upper dir (`lowers` top
+    first), each (path, lstat), top first: the first is what it shows, and below a directory
+    those further down are merged into it, until a layer hides the rest (a whiteout, a file or
+    a link, an opaque directory, at `rel` or above it). Nothing is followed: a layer's link
+    points into the container, not into this host."""
+    parts = rel.split("/")
+    for layer in lowers:
+        d, hides, present = layer, False, True
+        for name in parts[:-1]:
+            d = d / name
+            try:
+                st = os.lstat(d)
+            except FileNotFoundError:
+                present = False
+                break
+            if not stat.S_ISDIR(st.st_mode):
+                return                      # a whiteout, file or link here hides what lies below
+            hides = hides or _opaque(d)
+        if present:
+            here = d / parts[-1]
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                pass
+            else:
+                if _whiteout(st):
+                    return
+                yield here, st
+                if not stat.S_ISDIR(st.st_mode) or _opaque(here):
+                    return
+        if hides:
+            return
+
+
+def _lower_names(lowers: Sequence[Path], rel: str) -> list[str]:
+    """The names in the directory `rel` as the overlay's lower layers show it (whiteouts hide)."""
+    seen: set[str] = set()
+    names: list[str] = []
+    for path, st in _layers_at(lowers, rel):
+        if not stat.S_ISDIR(st.st_mode):
+            break
+        with os.scandir(path) as it:
+            for e in it:
+                if e.name not in seen:
+                    seen.add(e.name)
+                    if not _whiteout(e.stat(follow_symlinks=False)):
+                        names.append(e.name)
+    return names
+
+
+def changes(upper: Path, lowers: Sequence[Path], *, skip: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """What `docker diff` lists of a container whose overlay has `upper` over `lowers` (top
+    first): ("A" | "C" | "D", `/`-rooted path) in docker's walk order (each directory's
+    entries sorted by name, a directory before what is in it), as dockerd compares the
+    container's files with its image's: an entry the image does not have is A; one it has is
+    C (a directory only when its mode or owner changed: its times change with its entries);
+    what the image has and the container no more is D (a whiteout; in a directory emptied and
+    filled again, an opaque one, each entry of the image's it has not again); the directories
+    above a change that the image has are C, as docker lists them. `skip`, as commit's
+    (`write_layer`): the runtime's mount points, the mounts' targets."""
+    kinds: dict[str, str] = {}
+    hidden: set[str] = set()            # directories whose image entries the upper dir hides (opaque)
+    for rel, st, opaque in _entries(upper, skip, {}):
+        parent = rel.rpartition("/")[0]
+        if _whiteout(st):
+            kinds[rel] = "D"
+            continue
+        was = next(_layers_at(lowers, rel), (None, None))[1]
+        if was is None:
+            kinds[rel] = "A"
+        elif not (stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(was.st_mode)) or \
+                (st.st_mode, st.st_uid, st.st_gid) != (was.st_mode, was.st_uid, was.st_gid):
+            kinds[rel] = "C"            # a directory: when its mode or owner changed, not its times
+        if stat.S_ISDIR(st.st_mode) and (opaque or parent in hidden):
+            hidden.add(rel)
+            if was is not None and stat.S_ISDIR(was.st_mode):
+                present = set(os.listdir(upper / rel))
+                for name in _lower_names(lowers, rel):
+                    gone = f"{rel}/{name}"
+                    if name not in present and gone not in skip:
+                        kinds[gone] = "D"
+    for rel in list(kinds):
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in kinds:
+            kinds[parent] = "C"             # the image has it: a new one is listed (A) already
+            parent = parent.rpartition("/")[0]
+    return [(kinds[rel], "/" + rel) for rel in sorted(kinds, key=lambda r: r.split("/"))]
 
 
 def _unchanged(rel: str, st: os.stat_result, prune: Mapping[str, tuple[int, int, int] | None]) -> bool:

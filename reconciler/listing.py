@@ -9,6 +9,8 @@ when it reads a state root itself and for the agent when it answers a thin clien
     options_of(flags, values)        a command's print options, checked (ValueError if not valid)
     ps_formatted(summaries, options, fmt)     `ps --format FMT`: docker's fields of each row
     images_formatted(images, options, fmt)    `images --format FMT`, likewise
+    history_text(steps, options)     `image history`: an image's steps (ImageStore.history), as printed
+    history_formatted(steps, options, fmt)    `image history --format FMT`
 
 `--format` is docker's Go template (gotemplate.py runs it) over the fields docker's formatter
 gives each row (.ID, .Names, .Status, ... with docker's string forms), made of the same rows; the
@@ -36,12 +38,14 @@ if TYPE_CHECKING:
     from datetime import datetime
     from typing import Any
 
-__all__ = ["FORMATS", "IMAGES_FLAGS", "PS_FLAGS", "ago", "image_summary", "images_formatted", "images_text",
-           "options_of", "ps_formatted", "ps_measured", "ps_text", "ps_uses_size", "status_text", "utcnow"]
+__all__ = ["FORMATS", "HISTORY_FLAGS", "IMAGES_FLAGS", "PS_FLAGS", "ago", "history_formatted", "history_text",
+           "image_summary", "images_formatted", "images_text", "options_of", "ps_formatted", "ps_measured", "ps_text",
+           "ps_uses_size", "status_text", "utcnow"]
 
 FORMATS = ("table", "json", "yaml")
 PS_FLAGS = ("all", "quiet", "no_trunc", "size")     # `ps`'s flags that change what is printed
 IMAGES_FLAGS = ("quiet", "digests", "no_trunc")     # `images`' flags
+HISTORY_FLAGS = ("human", "no_trunc", "quiet")      # `image history`'s
 
 PS_COLUMNS = (("CONTAINER ID", "id12"), ("IMAGE", "image"), ("COMMAND", "command"), ("CREATED", "created_ago"),
               ("STATUS", "status_text"), ("PORTS", "ports"), ("NAMES", "name"))
@@ -207,6 +211,8 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
               "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
               "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "LocalVolumes": "LOCAL VOLUMES",
               "Networks": "NETWORKS", "Platform": "PLATFORM"}
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                   "Size": "SIZE", "Comment": "COMMENT"}
 IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
                   "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
                   "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
@@ -482,3 +488,64 @@ def _printed(rows: list[dict[str, Any]], output: str, columns: tuple[tuple[str, 
     else:
         printing.print_data(rows, output, file=out)
     return out.getvalue()
+
+
+# -- image history --------------------------------------------------------------------------------
+
+
+def history_text(steps: Iterable[Mapping[str, Any]], options: Mapping[str, Any]) -> str:
+    """What `reconcile image history` prints of an image's steps (ImageStore.history, newest
+    first): docker history's table (IMAGE, CREATED, CREATED BY, SIZE, COMMENT; without `human`
+    CREATED AT and bytes), its ids (-q), or the steps as JSON/YAML."""
+    data = [dict(s) for s in steps]
+    if options["output"] != "table":
+        return _printed(data, options["output"], ())
+    rows = _history_rows(data, options)
+    if options["quiet"]:
+        return "".join(f"{r['ID']}\n" for r in rows)
+    created = "CreatedSince" if options["human"] else "CreatedAt"
+    columns = [(HISTORY_HEADERS[k], k) for k in ("ID", created, "CreatedBy", "Size", "Comment")]
+    return _printed(rows, "table", columns)
+
+
+def history_formatted(steps: Iterable[Mapping[str, Any]], options: Mapping[str, Any], fmt: str) -> str:
+    """What `reconcile image history --format FMT` prints: docker's fields of each step."""
+    from reconciler import gotemplate
+
+    return gotemplate.render_rows(fmt, [row("history", r) for r in _history_rows(steps, options)],
+                                  header("history", HISTORY_HEADERS, labels=False))
+
+
+def _history_rows(steps: Iterable[Mapping[str, Any]], options: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """docker history's fields of each step (its historyContext): the id cut to 12 and the
+    command to 45 columns unless `no_trunc`; with `human` the age and a size in kB/MB, else the
+    RFC 3339 time and bytes (an unknown time is N/A, as a time at or before 1970)."""
+    import time
+
+    now = time.time()
+    trunc, human = not options["no_trunc"], options["human"]
+    rows = []
+    for s in steps:
+        seconds = _seconds(s.get("created"))
+        at = _rfc3339(seconds)
+        since = at if not human else ("N/A" if seconds is None or seconds <= 0 else _since(seconds, now))
+        created_by = str(s.get("created_by") or "").replace("\t", " ")
+        image_id = str(s["id"])
+        rows.append({
+            "ID": image_id.rpartition(":")[2][:12] if trunc else image_id, "CreatedSince": since, "CreatedAt": at,
+            "CreatedBy": _ellipsis(created_by, 45) if trunc else created_by,
+            "Size": _size(int(s.get("size") or 0)) if human else str(int(s.get("size") or 0)),
+            "Comment": str(s.get("comment") or ""),
+        })
+    return rows
+
+
+def _rfc3339(seconds: int | None) -> str:
+    """Go's time.Unix(s, 0).Format(time.RFC3339), docker's CreatedAt of a step: in the local
+    zone, `Z` for UTC; Go's zero time for none."""
+    if seconds is None:
+        return "0001-01-01T00:00:00Z"
+    datetime, _ = _datetime()
+    local = datetime.fromtimestamp(seconds).astimezone()
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if offset == "+0000" else f"{offset[:3]}:{offset[3:]}")

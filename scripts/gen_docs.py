@@ -193,6 +193,9 @@ def _format_section(parser: argparse.ArgumentParser) -> list[str]:
         f"- `images`: {fields(listing.IMAGES_HEADERS)}. `.Digest` is `<none>` unless `--digests` or the template "
         "names `{{.Digest}}`, as docker's; `.Containers`, `.SharedSize` and `.UniqueSize` are `N/A`, as docker's "
         "without usage data.",
+        f"- `image history`: {fields(listing.HISTORY_HEADERS)}. `.ID` is `<missing>` for every step below the "
+        "image's own (the engine keeps no intermediate images, as docker shows a pulled image's); with `-H=false` "
+        "`.CreatedSince` is `.CreatedAt` and `.Size` bytes, as docker's.",
         f"- `network ls`: {fields(cmd_network._HEADERS)}, and `.Label \"KEY\"` (the last four are the "
         "engine's own, as its table's columns).",
         f"- `volume ls`: {fields(cmd_volume._HEADERS)}, and `.Label \"KEY\"`; `.Status` is what is wrong with "

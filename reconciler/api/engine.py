@@ -2213,15 +2213,9 @@ class EngineApi:
                          for k, _, v in (line.partition(": ") for line in lines)]
         if method == "GET" and len(parts) >= 2 and parts[-1] == "history":
             info = _image_or_404(rt, "/".join(parts[:-1]))
-            entries = list(rt.image_history(info.id))
-            sizes = iter(rt.image_store.layer_sizes(info.id))
-            # each entry that made a layer (not `empty_layer`) has that layer's size, in order, as dockerd's
-            sized = [(e, 0 if e.get("empty_layer") else next(sizes, 0)) for e in entries]
-            out = [{"Id": "<missing>", "Created": _unix(e.get("created")), "CreatedBy": e.get("created_by", ""),
-                    "Tags": None, "Size": size, "Comment": e.get("comment", "")} for e, size in reversed(sized)]
-            if out:
-                out[0].update({"Id": info.id, "Tags": [_familiar(t) for t in info.repo_tags] or None})
-            return 200, out
+            return 200, [{"Id": h["id"], "Created": _unix(h["created"]), "CreatedBy": h["created_by"],
+                          "Tags": [_familiar(t) for t in h["tags"]] or None, "Size": h["size"],
+                          "Comment": h["comment"]} for h in rt.image_history(info.id)]
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":
             info = _image_or_404(rt, "/".join(parts[:-1]))
             return 200, image_inspect(info, rt.image_store.image_config(info.id))

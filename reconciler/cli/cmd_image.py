@@ -1,4 +1,4 @@
-"""`reconcile image inspect|prune|ls|rm|pull`: image management, as `docker image ...`."""
+"""`reconcile image inspect|history|prune|ls|rm|pull`: image management, as `docker image ...`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["inspect_document", "register", "run"]
 def register(subparsers: Any) -> None:
     from reconciler.cli import cmd_images, cmd_pull, cmd_rmi, options, output
 
-    parser = subparsers.add_parser("image", help="manage images (inspect, prune, ls, rm, pull)",
+    parser = subparsers.add_parser("image", help="manage images (inspect, history, prune, ls, rm, pull)",
                                    description="Manage the native engine's images.")
     sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND")
     p = sub.add_parser("inspect", help="show images as JSON (or YAML)")
@@ -21,6 +21,22 @@ def register(subparsers: Any) -> None:
     output.add_format_flag(p, inspect=True)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(run=_inspect, no_logging=True)
+    p = sub.add_parser("history", help="show the history of an image: each step that made it, newest first",
+                       description="Show the steps that made an image (its config's history, as docker history): "
+                       "the step's command, when it ran and the size of the layer it made. Only the image itself "
+                       "has an id: the engine keeps no intermediate images (<missing>, as docker shows a pulled "
+                       "image's).")
+    options.add_engine_options(p)
+    output.add_output_flag(p)
+    output.add_format_flag(p)
+    p.add_argument("-H", "--human", default=True, type=_boolean, metavar="BOOL",
+                   help="print sizes and dates in human readable format (default: true; -H=false: bytes and "
+                        "RFC 3339 times, as docker history)")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate the image id and the commands")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print image ids (<missing> for the steps "
+                                                             "below the image)")
+    p.add_argument("image", metavar="IMAGE")
+    p.set_defaults(run=_history, no_logging=True)
     p = sub.add_parser("prune", help="remove unused images and layers, and what interrupted pulls left")
     options.add_engine_options(p)
     p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not just dangling ones")
@@ -46,6 +62,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("ref", metavar="REF")
     p.set_defaults(run=cmd_pull.run)
     parser.set_defaults(run=run, image_parser=parser)
+
+
+def _boolean(value: str) -> bool:
+    """A docker boolean flag's value (`-H=false`, `--human true`): Go's strconv.ParseBool."""
+    import argparse
+
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: true or false")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +115,22 @@ def _inspect(args: argparse.Namespace) -> int:
             status = 1
     output.print_documents(args, docs, kind="image", maps=("Labels", "ExposedPorts", "Volumes"))
     return status
+
+
+def _history(args: argparse.Namespace) -> int:
+    """docker history: the image's steps (ImageStore.history), printed by listing.py."""
+    from reconciler import listing
+    from reconciler.cli import cmd_pull, options, output
+
+    fmt = output.format_of(args)        # (over -q, as docker history takes a custom format)
+    shown = listing.options_of(listing.HISTORY_FLAGS, args.output, vars(args))
+    if not options.engine_exists(args):             # none: no image, and none made
+        from reconciler.runtime import errors
+
+        raise errors.NotFound(f"No such image: {args.image}")
+    steps = cmd_pull.open_store(args).history(args.image)
+    sys.stdout.write(listing.history_text(steps, shown) if fmt is None else listing.history_formatted(steps, shown, fmt))
+    return 0
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('pull', 'pull an image from a registry'),
     ('images', 'list images'),
     ('rmi', 'remove images'),
-    ('image', 'manage images (inspect, prune, ls, rm, pull)'),
+    ('image', 'manage images (inspect, history, prune, ls, rm, pull)'),
     ('build', 'build an image from a Dockerfile'),
     ('push', 'push an image to a registry'),
     ('login', 'log in to a registry (credentials kept where docker keeps them)'),

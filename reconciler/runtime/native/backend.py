@@ -947,11 +947,9 @@ class NativeRuntime:
 
         archive.save(self._store_images.store, refs, out)
 
-    def image_history(self, ref: str) -> list[Mapping[str, Any]]:
-        """The `history` entries of the image's config, oldest first."""
-        store = self._store_images.store
-        history: list[Mapping[str, Any]] = store.image_config(store.get(ref).id).get("history") or []
-        return history
+    def image_history(self, ref: str) -> list[dict[str, Any]]:
+        """The steps that made the image, newest first, with their layers' sizes (ImageStore.history)."""
+        return self._store_images.store.history(ref)
 
     def import_volume(self, name: str, src: IO[bytes], *, helper_image: str,
                       labels: Mapping[str, str] | None = None) -> None:

@@ -1141,6 +1141,24 @@ class ImageStore:
         """The size of each of an image's layers, bottom first (`docker history` shows it per step)."""
         return [self._layer_size(rec) for rec in self.layer_records(image_id)]
 
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        """The steps that made an image (its config's `history`), newest first, as `docker history`
+        lists them: `id` (the image's own on the newest, `<missing>` below it: no intermediate
+        images are kept), `created` (RFC 3339, None when unknown), `created_by`, `comment`, `tags`
+        (the image's, on the newest), `size` (the layer a step made, in order: 0 for a step that
+        made none, `empty_layer`), `empty_layer`. One home for `reconcile image history` and the
+        Engine API's GET /images/NAME/history."""
+        info = self.get(ref)
+        entries = self.image_config(info.id).get("history") or []
+        sizes = iter(self.layer_sizes(info.id))
+        rows = [{"id": "<missing>", "created": e.get("created") or None, "created_by": e.get("created_by", ""),
+                 "comment": e.get("comment", ""), "tags": [], "empty_layer": bool(e.get("empty_layer")),
+                 "size": 0 if e.get("empty_layer") else next(sizes, 0)} for e in entries]
+        rows.reverse()
+        if rows:
+            rows[0].update(id=info.id, tags=list(info.repo_tags))
+        return rows
+
     def _layer_size(self, rec: LayerRecord) -> int:
         """A layer's size as Docker counts it: its snapshot's unpacked size (layers.py), or its
         compressed size while its snapshot is missing."""

@@ -63,6 +63,9 @@ EVERYDAY = [
     ["apply", "a", "b"], ["apply", "m", "web", "worker"], ["apply", "m", "--no-deps", "web"],
     ["apply", "m", "--root", "/r", "web", "-o", "json", "worker"], ["apply", "-f", "c.yml", "web", "--no-deps"],
     ["apply", "--no-deps", "-f", "c.yml", "-p", "shop", "web"],
+    # create: run's options but -d
+    ["create", "img"], ["create", "--rm", "--name", "web", "-p", "8080:80", "-e", "A=1", "img", "sh", "-c", "x"],
+    ["create", "-it", "--network", "none", "--root", "/x", "img"],
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -86,6 +89,7 @@ TO_ARGPARSE = [
     ["apply", "-f"], ["apply", "-f", "-"], ["apply", "-", "--root", "/r"], ["apply", "--help"], ["apply", "--settle", "soon", "m"],
     ["apply", "--parallel", "x", "m"], ["apply", "--runtime", "bogus", "m"],
     ["apply", "-o", "wide", "m"], ["apply", "--dry", "m"], ["apply", "--socket", "s", "m"],
+    ["create"], ["create", "-d", "img"], ["create", "--help"], ["create", "--detach", "img"],
 ]
 
 

@@ -130,6 +130,7 @@ def test_the_engine_options_go_before_a_command_with_subcommands_too(
 # archive, a daemon), and why; every other command must take `-o json` and `-o yaml`.
 NOT_DATA: dict[str, str] = {
     "run": "the container's own output (or its id with -d)",
+    "create": "acts; prints the new container's id, as docker",
     "restart": "acts; prints the names it restarted, as docker",
     "kill": "acts; prints the names it killed, as docker",
     "wait": "the exit code of each container, a line each, as docker wait",

@@ -1071,26 +1071,23 @@ class Agent:
         except rterrors.InvalidArgument as e:
             raise apierr.BadRequest(str(e)) from None
 
-    def create_container(self, config: Mapping[str, Any], *, volatile: bool = False) -> Mapping[str, Any]:
-        """`reconcile run` through the agent (#21): a container of `config` (config_to_json's
-        form) made by the agent's engine, its image pulled first when the engine lacks it;
-        `volatile` for `run --rm` (its file system is never synced: NativeRuntime.create_container)."""
-        from reconciler.runtime import errors as rterrors
+    def create_container(self, config: Mapping[str, Any], *, volatile: bool = False,
+                         auto_remove: bool = False) -> Mapping[str, Any]:
+        """`reconcile create` through the agent (#21): a container of `config` (config_to_json's
+        form) made by the agent's engine, its image pulled first when the engine lacks it
+        (parts.create); `volatile` and `auto_remove` for `create --rm` (its file system never
+        synced, removed once it exited after a start: NativeRuntime.create_container). The reply
+        says `auto_remove`, so a client can tell an agent that did not take it (an older one)."""
+        from reconciler.runtime import parts
 
         try:
             cfg = base.config_from_json(config)
         except (TypeError, ValueError, KeyError) as e:
             raise apierr.BadRequest(f"not a container config: {e}") from None
-        with _engine_errors(), self._runtime_session(write=True) as rt:
-            try:
-                rt.inspect_image(cfg.image)
-            except rterrors.NotFound:
-                rt.pull_image(cfg.image)
-            from reconciler.runtime.native import backend
-
-            if volatile and isinstance(rt, backend.NativeRuntime):      # another engine makes it as it does
-                return {"id": rt.create_container(cfg, volatile=True)}
-            return {"id": rt.create_container(cfg)}
+        rt = self._native()
+        with _engine_errors():
+            return {"id": parts.create(rt, cfg, volatile=volatile, auto_remove=auto_remove),
+                    "auto_remove": auto_remove}
 
     def run_container(self, config: Mapping[str, Any], *, remove: bool, detach: bool,
                       hangup: Callable[[], bool]) -> Iterator[Mapping[str, Any]]:

@@ -18,6 +18,8 @@
     GET  /v1/history?source=&limit=   passes that changed something or failed
     GET  /v1/containers?labels=JSON   what `reconcile ps` shows of each container (native engine);
                                       size=1: with their sizes (`ps -s`), of the running ones, all=1 every one
+    POST /v1/containers               {"config": CONFIG, "volatile": BOOL, "auto_remove": BOOL}: `reconcile
+                                      create` (the image pulled if missing): {"id", "auto_remove"}
     GET  /v1/containers/<name>        what `reconcile inspect` shows of one
     GET  /v1/containers/<name>/logs?follow=&since=&tail=   its output, JSON lines (s, t, d)
     GET  /v1/images                   what `reconcile images` shows

@@ -72,7 +72,8 @@ class AgentView(Protocol):
     def container_logs(self, name: str, *, follow: bool, since: str | None,
                        tail: int | None) -> Iterator[Mapping[str, Any]]: ...
 
-    def create_container(self, config: Mapping[str, Any], *, volatile: bool = False) -> Mapping[str, Any]: ...
+    def create_container(self, config: Mapping[str, Any], *, volatile: bool = False,
+                         auto_remove: bool = False) -> Mapping[str, Any]: ...
 
     def container_action(self, name: str, action: str, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
 
@@ -254,11 +255,13 @@ def _make_handler(view: AgentView, *, metrics_only: bool, follow_poll: float,
                 tail = q.get("tail")
                 self._stream_lines(view.container_logs(name, follow=q.get("follow") in ("1", "true"),
                                                        since=q.get("since"), tail=int(tail) if tail else None))
-            elif path == "/v1/containers" and method == "POST":     # `reconcile run` (#21)
+            elif path == "/v1/containers" and method == "POST":     # `reconcile create` (#21)
                 body = self._body()
                 if not isinstance(body.get("config"), dict):
-                    raise errors.BadRequest('POST a JSON object {"config": CONTAINER CONFIG}')
-                self._json(200, view.create_container(body["config"], volatile=body.get("volatile") is True))
+                    raise errors.BadRequest('POST a JSON object {"config": CONTAINER CONFIG, "volatile": BOOL, '
+                                            '"auto_remove": BOOL}')
+                self._json(200, view.create_container(body["config"], volatile=body.get("volatile") is True,
+                                                      auto_remove=body.get("auto_remove") is True))
             elif path == "/v1/run" and method == "POST":    # `reconcile run` in one request (#21)
                 body = self._body()
                 if not isinstance(body.get("config"), dict):

@@ -1,6 +1,6 @@
 """Finding the running agent for status/events/rollback/reconcile-now, asking the agent of a
 state root what it already knows (`served`: ps), and running containers and commands through
-its engine (`run`, `engine`: exec), stdlib only."""
+its engine (`run`, `create`, `engine`: exec), stdlib only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["AgentEngine", "add_socket_flag", "agent_file", "client", "engine", "printed", "run", "served", "streamed"]
+__all__ = ["AgentEngine", "add_socket_flag", "agent_file", "client", "create", "engine", "printed", "run", "served",
+           "streamed"]
 
 
 def add_socket_flag(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +147,39 @@ def run(args: argparse.Namespace, body: dict[str, Any]) -> Iterator[tuple[str, A
     if reply.status != 200:
         raise _error(reply.status, reply.error())
     return _steps(reply, socket_path, detach=body.get("detach") is True)
+
+
+def create(args: argparse.Namespace, config: dict[str, Any], *, remove: bool) -> str | None:
+    """`reconcile create` through the agent that holds `args.root` (POST /v1/containers, #21):
+    the new container's id; an error as the engine's error of its kind, with the agent's
+    message. None when no agent answers there: the command creates it on its own engine.
+    `remove` (`create --rm`): an agent older than it, which made the container without
+    removing it at its exit (its reply does not say `auto_remove`), has it removed again and is
+    refused, as `exec` refuses one that would drop its -u/-w/-e."""
+    socket_path = _serving_socket(args)
+    if socket_path is None:
+        return None
+    from reconciler.api import thin
+
+    body = {"config": config, "volatile": remove, "auto_remove": remove}
+    try:
+        status, doc = thin.request(socket_path, "POST", "/v1/containers", body, timeout=None)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None                     # a killed agent's stale file
+    except (OSError, ValueError) as e:
+        raise _unavailable(socket_path, e) from None
+    if status != 200:
+        raise _error(status, doc)
+    cid = str(doc["id"])
+    if remove and doc.get("auto_remove") is not True:
+        agent = AgentEngine(socket_path)
+        agent._call(agent._container(cid, "remove"), {"force": True})
+        from reconciler.runtime import errors
+
+        raise errors.Unavailable("the agent holding this state root is older than this reconcile: it cannot "
+                                 "create a container that --rm removes at its exit",
+                                 hint="restart the agent (it then runs this version), or leave --rm out")
+    return cid
 
 
 def _steps(reply: Any, socket_path: str, *, detach: bool) -> Iterator[tuple[str, Any]]:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
-__all__ = ["SPEC", "build_config", "checked", "config_json", "parse_bytes", "register", "run"]
+__all__ = ["SPEC", "build_config", "checked", "config_json", "create_on", "failure_code", "log_pull", "parse_bytes",
+           "register", "run"]
 
 
 def checked(parser: str) -> Callable[[str], Any]:
@@ -274,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
     interrupted: list[bool] = []
     try:
         code = _printed(parts.run_foreground(rt, config, remove=args.rm, detach=args.detach,
-                                             hangup=lambda: bool(interrupted), pulling=lambda: _log_pull(args)),
+                                             hangup=lambda: bool(interrupted), pulling=lambda: log_pull(args)),
                         interrupted.append)
     finally:
         rt.close()          # the state DB closed here, its WAL checkpointed and synced, as at exit
@@ -282,7 +283,7 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def _log_pull(args: argparse.Namespace) -> None:
+def log_pull(args: argparse.Namespace) -> None:
     from reconciler.logs import configure_logging  # a pull logs; a present image does not
 
     configure_logging(level=args.log_level, json=args.log_json)
@@ -322,18 +323,24 @@ def _printed(steps: Iterator[tuple[str, Any]], interrupt: Callable[[bool], None]
 
 def _run_on(rt: Any, config: Any, args: argparse.Namespace) -> int:
     """`run` on an engine through the Runtime protocol (docker): the image pulled if missing."""
+    try:
+        # detached, the engine removes it at its exit (its AutoRemove); in the foreground, _follow does
+        return _follow(rt, create_on(rt, config, auto_remove=args.rm and args.detach), args)
+    finally:
+        rt.close()
+
+
+def create_on(rt: Any, config: Any, *, auto_remove: bool) -> str:
+    """A container of `config` made on an engine through the Runtime protocol (docker), its image
+    pulled first when missing (`run`'s first step there; `create`'s whole); its id.
+    `auto_remove`: the engine removes it once it exited (its AutoRemove)."""
     from reconciler.runtime import errors
 
     try:
-        try:
-            rt.inspect_image(config.image)
-        except errors.NotFound:
-            rt.pull_image(config.image)
-        # detached, the engine removes it at its exit (its AutoRemove); in the foreground, _follow does
-        cid = rt.create_container(config, auto_remove=True) if args.rm and args.detach else rt.create_container(config)
-        return _follow(rt, cid, args)
-    finally:
-        rt.close()
+        rt.inspect_image(config.image)
+    except errors.NotFound:
+        rt.pull_image(config.image)
+    return str(rt.create_container(config, auto_remove=True) if auto_remove else rt.create_container(config))
 
 
 def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
@@ -384,7 +391,7 @@ def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
     except errors.NotFound as exc:
         if "image" not in str(exc):
             raise
-        _log_pull(args)
+        log_pull(args)
         rt.pull_image(config.image)
         image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
     mgr = rt.containers

@@ -6,8 +6,8 @@ from the parser (commands, subcommands, flags, choices) and, for the arguments t
 something, from the state root the command line names (`--root`, else $RECONCILER_ROOT):
 
     CONTAINER              containers of the native engine
-    IMAGE, NAME[:TAG]      its image tags (tag SOURCE and run IMAGE too)
-    VOLUME, network NAME   its volumes and networks (run --network too)
+    IMAGE, NAME[:TAG]      its image tags (tag SOURCE and run/create IMAGE too)
+    VOLUME, network NAME   its volumes and networks (run/create --network too)
     SOURCE of reconcile-now, rollback, suspend and resume: the running agent's sources
 
 Nothing is created: a root without an engine completes no names, and an agent that does not
@@ -27,7 +27,8 @@ __all__ = ["complete", "names"]
 # (command path, argument dest) -> what it names; then by metavar for every command
 _BY_DEST: dict[tuple[str, str], str] = {
     ("tag", "source"): "images", ("push", "ref"): "images", ("run", "image"): "images",
-    ("run", "network"): "networks", ("network inspect", "names"): "networks", ("network rm", "names"): "networks",
+    ("run", "network"): "networks", ("create", "image"): "images", ("create", "network"): "networks",
+    ("network inspect", "names"): "networks", ("network rm", "names"): "networks",
     ("network connect", "network"): "networks", ("network disconnect", "network"): "networks",
     ("reconcile-now", "source"): "sources", ("rollback", "first"): "sources",
     ("suspend", "source"): "sources", ("resume", "source"): "sources",

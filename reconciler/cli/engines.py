@@ -32,6 +32,8 @@ __all__ = ["FOLLOWS_AGENT", "RUNTIMES", "add_runtime_flag", "check", "follow_age
 _REFUSED: dict[tuple[str, str], str] = {
     ("run", "swarm"): "a cluster runs services: declare it in a manifest and `reconcile apply --runtime swarm`",
     ("run", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("create", "swarm"): "a cluster runs services: declare it in a manifest and `reconcile apply --runtime swarm`",
+    ("create", "fake"): "the fake engine's containers are made by apply: use --runtime native or docker",
     ("exec", "swarm"): "a service has no one container to run a command in: use `docker exec` on its node",
     ("exec", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("restart", "swarm"): "Swarm restarts a service's copies itself: `docker service update --force SERVICE` "
@@ -89,8 +91,9 @@ def is_native(args: argparse.Namespace) -> bool:
 
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
-FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "rm", "start", "stop", "restart", "kill", "wait", "rename",
-                           "update", "port", "top", "stats", "cp", "system", "pull", "images", "inspect", "diff"})
+FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "create", "rm", "start", "stop", "restart", "kill", "wait",
+                           "rename", "update", "port", "top", "stats", "cp", "system", "pull", "images", "inspect",
+                           "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

@@ -5,7 +5,8 @@ parser costs ~15 ms, as much as the rest of a `reconcile ps` served by an agent.
 people type most (ps, images, inspect, logs, status, version, and `pull [-q] [--pull=missing]
 REF` and `build [-q] [-t NAME] [-f FILE] [--build-arg K=V] CONTEXT`: a re-pull of a present tag
 and an unchanged rebuild are answered in a few ms; `run [OPTIONS] IMAGE [COMMAND...]`, whose
-parser is the largest: 12-17 ms of a 160 ms `run --rm`) in their everyday forms are parsed here into
+parser is the largest: 12-17 ms of a 160 ms `run --rm`, and `create`, its options) in their
+everyday forms are parsed here into
 the same namespace argparse makes (tests/test_cli_fastpath.py compares the two for every form),
 and everything else, help, `--root` and the other options this path does not know, any unusual
 spelling and every usage error, goes to the parser: an unknown argument returns None here and
@@ -85,6 +86,12 @@ class Spec:
         if runtime:                         # engines.add_runtime_flag's
             self.choices["runtime"] = RUNTIMES
 
+    def without(self, *dests: str) -> Spec:
+        """This description less the flags of `dests` (`create`: run's, without -d)."""
+        return Spec(tuple(f for f in self.flags if f[1] not in dests), output=self.output, positional=self.positional,
+                    engine=self.engine, runtime=self.runtime, defaults=self.defaults, valued=self.valued,
+                    remainder=self.remainder, logs=self.logs, more=self.more)
+
     def dests(self) -> dict[str, str]:
         """Each flag's option strings -> its dest."""
         return {option: dest for options, dest, _ in self.flags for option in options}
@@ -133,7 +140,8 @@ class Spec:
             parser.add_argument(*flags, dest=dest, **keywords)
 
 
-COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "build", "run", "apply")  # each module's SPEC
+COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "build", "run", "create",
+            "apply")  # each module's SPEC
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:

@@ -6,7 +6,8 @@ Exit codes (documented in the README):
   2  invalid input or usage; nothing was changed
   3  a file system the engine writes is full or over quota (errors.DiskFull): free space, run again
   125  `run` failed itself (any of the above, as docker run: its other codes are the container's;
-       126/127 a command that could not start)
+       126/127 a command that could not start); `create`'s usage errors and refused values, as
+       docker create
   130, 143  stopped by SIGINT / SIGTERM: every command, SIGTERM raised in the main thread as Ctrl-C
             raises KeyboardInterrupt (`Terminated`), so what a command cleans up on Ctrl-C it
             cleans up on a `kill`, `timeout` or CI cancel too; apply, rollback, the agent and
@@ -43,6 +44,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('history', 'list the revisions applied (time, result, changes)'),
     ('lock', "pin the manifests' image references to their current digests (reconciler.lock)"),
     ('run', 'create and start a container'),
+    ('create', 'create a container without starting it (as docker create; start runs it)'),
     ('ps', "list containers (or a Swarm cluster's services and tasks)"),
     ('logs', "print a container's logs"),
     ('exec', 'run a command in a running container'),
@@ -103,7 +105,8 @@ EXIT_RUN_FAILED = 125
 EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("every command", "0", "success"),
     ("every command", "2", "invalid input or usage: nothing was changed (argparse's usage errors too; `apply`, "
-     "`--once` and `rollback` on a root an agent runs on: the agent applies its own sources; `run`: 125)"),
+     "`--once` and `rollback` on a root an agent runs on: the agent applies its own sources; `run`, `create`: "
+     "125)"),
     ("every command", "3", "a file system the engine writes is full or over quota: free space, then run again "
      "(`run`: 125)"),
     ("every command", "130, 143", "stopped by SIGINT / SIGTERM"),
@@ -124,6 +127,10 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("run", "126, 127", "the container's process could not start, as `docker run` says it: its command (or a "
      "mount's source) not found (127) or not executable (126); in the foreground, otherwise, the "
      "container's own exit code"),
+    ("create", "125", "a usage error (`-d` too: create starts nothing) or an option's value it refuses, as "
+     "`docker create` exits: nothing was asked of the engine"),
+    ("create", "1", "the engine did not create it (the name taken, the image not found or not pulled, a network "
+     "not found), as `docker create` exits"),
     ("diff", "0", "in sync: what apply calls converged, nothing to do and every desired container running as "
      "desired (`-o json`: `in_sync: true`)"),
     ("diff", "1", "drift found: the plan is printed, each action with its cause, and each desired container "
@@ -391,6 +398,10 @@ def _alone() -> bool:
     return threading is None or threading.active_count() == 1
 
 
+# `run` and `create` exit 125 for their own usage errors, as docker's (their other codes: cmd_run, cmd_create)
+EXIT_125 = frozenset({"run", "create"})
+
+
 def _parse(args_list: list[str]) -> argparse.Namespace | int:
     """The command line parsed by argparse, or the exit code when it printed help, the version
     or a usage error."""
@@ -403,8 +414,9 @@ def _parse(args_list: list[str]) -> argparse.Namespace | int:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help/--version
         code = int(exc.code or 0)
-        # a foreground run's codes are its container's: its own usage error is docker run's 125
-        return EXIT_RUN_FAILED if code == EXIT_USAGE and command == "run" else code
+        # a foreground run's codes are its container's: its own usage error is docker run's 125 (and
+        # docker create's)
+        return EXIT_RUN_FAILED if code == EXIT_USAGE and command in EXIT_125 else code
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -15,6 +15,8 @@ native engine's own parts, so the CLI names no module of `runtime/native/`:
     exec_argv / attach / resize           a terminal attached to `run` and `exec` (conmon's socket)
     run_foreground                        `run` without a terminal, step by step (the CLI's engine
                                           and an agent's, POST /v1/run)
+    create                                a container made, its image pulled if missing (`run`'s
+                                          first step; `create`, here and through an agent)
 
 Stdlib only at import time (`options.resolve` calls `locations` before every command): each
 function imports the part it uses when called.
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.volumes.volumes import VolumeStore
     from reconciler.runtime.opening import Place
 
-__all__ = ["attach", "build_image", "commit_container", "container_summaries", "exec_argv", "exec_relayed", "export_container", "export_volume",
+__all__ = ["attach", "build_image", "commit_container", "container_summaries", "create", "exec_argv", "exec_relayed", "export_container", "export_volume",
            "image_summaries", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
            "resize", "run_foreground", "save_images", "tag_image", "unpack_context", "volume_store"]
 
@@ -276,7 +278,7 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
     image's VOLUMEs: `docker run --rm` removes them), as a detached one's do at its exit."""
     # detached, it is AutoRemove: removed at its exit by whoever is there then (autoremove.py);
     # in the foreground, by this run once its output is read
-    cid = _created(rt, config, volatile=remove, auto_remove=remove and detach, pulling=pulling)
+    cid = create(rt, config, volatile=remove, auto_remove=remove and detach, pulling=pulling)
     done = False
     try:
         rt.start_container(cid)
@@ -301,9 +303,12 @@ def run_foreground(rt: NativeRuntime, config: ContainerConfig, *, remove: bool, 
                 pass            # removed meanwhile (`rm -f` from another shell)
 
 
-def _created(rt: NativeRuntime, config: ContainerConfig, *, volatile: bool, auto_remove: bool,
-             pulling: Callable[[], None]) -> str:
-    """A container of `config` made, its image pulled first when missing; its id."""
+def create(rt: NativeRuntime, config: ContainerConfig, *, volatile: bool, auto_remove: bool,
+           pulling: Callable[[], None] = lambda: None) -> str:
+    """A container of `config` made, its image pulled first when missing (`pulling()` first);
+    its id. `run`'s first step, and `reconcile create`'s whole (docker create: `--rm`, its
+    `volatile` and `auto_remove`, removes it once it exited after a start), on the CLI's own
+    engine and an agent's (POST /v1/containers)."""
     from reconciler.runtime import errors
 
     try:

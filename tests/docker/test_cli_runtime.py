@@ -204,6 +204,7 @@ def test_images_and_pull_on_docker(tmp_path: Path, docker_image: PulledImage) ->
 
 @pytest.mark.parametrize(("argv", "hint"), [
     (("run", "--runtime", "swarm", "IMAGE", "true"), "reconcile apply --runtime swarm"),
+    (("create", "--runtime", "swarm", "IMAGE", "true"), "reconcile apply --runtime swarm"),
     (("exec", "--runtime", "fake", "web", "true"), "runs no process"),
     (("inspect", "--runtime", "docker", "web"), "docker inspect"),
     (("exec", "--runtime", "docker", "-t", "web", "true"), "docker exec -it"),
@@ -216,10 +217,42 @@ def test_what_makes_no_sense_on_an_engine_is_refused_naming_both(tmp_path: Path,
     env = {**os.environ, "RECONCILER_ROOT": str(tmp_path / "root")}
     proc = subprocess.run([sys.executable, "-m", "reconciler", *argv], cwd=REPO, env=env, capture_output=True,
                           text=True, check=False, timeout=60)
-    assert proc.returncode == (125 if argv[0] == "run" else 2)     # run's own failure: docker run's
+    assert proc.returncode == (125 if argv[0] in ("run", "create") else 2)     # their own failure: docker's
     assert f"reconcile {argv[0]}" in proc.stderr
     assert f"--runtime {argv[argv.index('--runtime') + 1]}" in proc.stderr
     assert hint in proc.stderr
+
+
+def test_create_on_docker_leaves_a_created_container_that_start_runs(
+        tmp_path: Path, scope: Scope, docker_image: PulledImage) -> None:
+    """`reconcile create --runtime docker`, as docker create: the container made, not started, its
+    full id printed; `start` runs it; `--rm`: dockerd removes it at its exit (its AutoRemove)."""
+    import re
+
+    cli = Cli(tmp_path, "docker")
+    label = f"{TEST_LABEL}={scope.prefix}"
+    made, gone = scope.name("containers", "made"), scope.name("containers", "gone")
+    created = cli("create", "--name", made, "-l", label, "-e", "X=on docker", docker_image.ref, "sh", "-c", "echo $X")
+    assert created.returncode == 0, created.stderr
+    assert re.fullmatch(r"[0-9a-f]{64}\n", created.stdout)
+
+    def docker(*args: str) -> str:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+    assert docker("inspect", "-f", "{{.Id}} {{.State.Status}}", made) == f"{created.stdout.strip()} created\n"
+    assert cli("start", made).stdout == f"{made}\n"
+    assert docker("wait", made) == "0\n"
+    assert cli("logs", made).stdout == "on docker\n"
+    assert cli("create", "--rm", "--name", gone, "-l", label, docker_image.ref, "sleep", "0.2").returncode == 0
+    assert docker("inspect", "-f", "{{.HostConfig.AutoRemove}}", gone) == "true\n"
+    assert cli("start", gone).returncode == 0
+    deadline = time.monotonic() + 30
+    while gone in docker("ps", "-a", "--format", "{{.Names}}").split():
+        assert time.monotonic() < deadline, f"{gone} was not removed at its exit"
+        time.sleep(0.2)
+    taken = cli("create", "--name", made, docker_image.ref)
+    assert taken.returncode == 1                            # the engine refused it: docker create's 1
+    assert made in taken.stderr
 
 
 def test_run_rm_on_docker_takes_the_containers_anonymous_volumes_along(

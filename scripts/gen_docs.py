@@ -119,12 +119,18 @@ def _action_row(action: argparse.Action) -> str | None:
     return f"| {_cell(names)} | {_cell(help_text)} |"
 
 
+def _own(parsers: list[argparse.ArgumentParser]) -> list[argparse.ArgumentParser]:
+    """The parsers of commands of their own, not a group's form of a top-level command
+    (`container ls`: cli/aliases.py, documented as that command)."""
+    return [p for p in parsers if getattr(p, "alias_of", None) is None]
+
+
 def _formats_section(parser: argparse.ArgumentParser) -> list[str]:
     """Which commands print data, and in which formats (`-o`), read from the parser."""
     from reconciler.cli import main as climain
 
     by_formats: dict[tuple[str, ...], list[str]] = {}
-    for sub in climain._subparsers(parser):
+    for sub in _own(climain._subparsers(parser)):
         action = sub._option_string_actions.get("--output")
         if action is not None and action.choices and "json" in action.choices:
             key = (*action.choices, str(action.default))
@@ -152,7 +158,7 @@ def _format_section(parser: argparse.ArgumentParser) -> list[str]:
     from reconciler.cli import main as climain
 
     listings, inspects = [], []
-    for sub in climain._subparsers(parser):
+    for sub in _own(climain._subparsers(parser)):
         action = sub._option_string_actions.get("--format")
         if action is not None and action.metavar == "TEMPLATE":      # (not save's --format: its archive's)
             (inspects if "-f" in action.option_strings else listings).append(f"`{sub.prog}`")
@@ -240,6 +246,10 @@ def cli_page() -> str:
             if (row := _action_row(a))]
     out += ["", *_formats_section(parser), *_format_section(parser), *_exit_codes_section(climain.EXIT_CODES)]
     for name, help_text, p in _commands(parser):
+        alias_of = getattr(p, "alias_of", None)
+        if alias_of is not None:                # `container ls`: the top-level command's own parser
+            out += [f"{'#' * name.count(' ')}# {name}\n", f"{_alias_line(name, alias_of)}\n"]
+            continue
         out += [f"{'#' * name.count(' ')}# {name}\n", f"{help_text}\n",
                 "```", p.format_usage().strip().removeprefix("usage: "), "```\n"]
         if p.description:
@@ -249,6 +259,18 @@ def cli_page() -> str:
             out += ["| argument | meaning |", "|---|---|", *rows]
         out.append("")
     return "\n".join(out)
+
+
+def _alias_line(name: str, alias_of: str, *, link: bool = True) -> str:
+    """What a group's form of a top-level command is (cli/aliases.py), and its docker aliases."""
+    from reconciler.cli import aliases
+
+    group, _, word = name.removeprefix("reconcile ").partition(" ")
+    others = next((a for n, a, _ in aliases.GROUPS[group] if n == word), ())
+    also = " (also " + ", ".join(f"`reconcile {group} {a}`" for a in others) + ")" if others else ""
+    command = f"`reconcile {alias_of}`"
+    return (f"The same as {f'[{command}](#reconcile-{alias_of})' if link else command}{also}, as docker's "
+            f"`docker {group} {word}`: its options, output and exit codes.")
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: str = "reconcile") -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
@@ -290,6 +312,10 @@ def man_page() -> str:
            ".br\n.B reconcile --once\n\\fISOURCE\\fR", ".SH DESCRIPTION", _roff(parser.description or ""),
            ".SH COMMANDS"]
     for name, help_text, p in _commands(parser):
+        alias_of = getattr(p, "alias_of", None)
+        if alias_of is not None:
+            out += [".SS " + _roff(name), _roff(_alias_line(name, alias_of, link=False))]
+            continue
         out += [".SS " + _roff(name), _roff(help_text), ".PP",
                 ".nf", _roff(p.format_usage().strip().removeprefix("usage: ")), ".fi"]
         if p.description:

@@ -66,6 +66,12 @@ EVERYDAY = [
     # create: run's options but -d
     ["create", "img"], ["create", "--rm", "--name", "web", "-p", "8080:80", "-e", "A=1", "img", "sh", "-c", "x"],
     ["create", "-it", "--network", "none", "--root", "/x", "img"],
+    # docker's forms of them (cli/aliases.py): the namespace argparse makes of `container ls ...`
+    ["container", "ls"], ["container", "ls", "-aq"], ["container", "ps", "-a", "--no-trunc"],
+    ["container", "list", "-o", "json", "--root", "/x"], ["container", "inspect", "web", "-f", "{{.Id}}"],
+    ["container", "logs", "-f", "web"], ["container", "run", "--rm", "img", "true"],
+    ["container", "create", "--name", "web", "img", "sleep", "1"], ["image", "ls", "-q"], ["image", "list"],
+    ["image", "pull", "-q", "app"], ["image", "build", "-t", "a:1", "."],
 ]
 
 # help, options with values the fast path does not take, and usage errors: argparse's
@@ -90,6 +96,9 @@ TO_ARGPARSE = [
     ["apply", "--parallel", "x", "m"], ["apply", "--runtime", "bogus", "m"],
     ["apply", "-o", "wide", "m"], ["apply", "--dry", "m"], ["apply", "--socket", "s", "m"],
     ["create"], ["create", "-d", "img"], ["create", "--help"], ["create", "--detach", "img"],
+    ["container"], ["container", "ls", "-f", "label=a=b"], ["container", "start", "web"], ["container", "frob"],
+    ["container", "export", "web"], ["container", "--root", "/x", "ls"], ["image"], ["image", "history", "app"],
+    ["image", "ls", "--help"], ["image", "rm", "app"],
 ]
 
 
@@ -125,17 +134,19 @@ def test_the_fast_path_knows_only_commands_the_parser_has() -> None:
     assert set(fastpath.COMMANDS) <= set(climain.COMMANDS)
 
 
+@pytest.mark.parametrize("words", [["ps"], ["container", "ls"]], ids=" ".join)
 @pytest.mark.parametrize("run_dir_named", [True, False], ids=["run-dir-named", "run-dir-derived"])
-def test_ps_starts_without_argparse_and_creates_nothing(tmp_path: Path, run_dir_named: bool) -> None:
+def test_ps_starts_without_argparse_and_creates_nothing(tmp_path: Path, run_dir_named: bool, words: list[str]) -> None:
     """`python -X importtime -m reconciler ps -a` on a root that does not exist yet: it prints
     the empty table, loads no argparse (nor gettext and locale, which it asks for) and no engine
-    code, even to find the run dir and name prefix the root would get, and makes no root."""
+    code, even to find the run dir and name prefix the root would get, and makes no root; so
+    does docker's `container ls -a`."""
     root, run = tmp_path / "root", tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
     env.update({"RECONCILER_ROOT": str(root), "PYTHONPATH": str(REPO)})
     if run_dir_named:
         env.update({"RECONCILER_RUN_DIR": str(run), "RECONCILER_PREFIX": "rfp"})
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconciler", "ps", "-a"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconciler", *words, "-a"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]

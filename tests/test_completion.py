@@ -54,6 +54,9 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 def test_bash_completes_commands_subcommands_flags_and_choices(bin_dir: Path) -> None:
     assert complete(bin_dir, "reconcile ima") == ["image", "images"]
     assert complete(bin_dir, "reconcile image pr") == ["prune"]
+    assert complete(bin_dir, "reconcile image hi") == ["history"]
+    assert complete(bin_dir, "reconcile container l") == ["list", "logs", "ls"]     # docker's forms, aliases too
+    assert complete(bin_dir, "reconcile container create --rea") == ["--read-only"]     # run's options
     assert complete(bin_dir, "reconcile apply --allow") == ["--allow-empty"]
     assert complete(bin_dir, "reconcile container export --leave") == ["--leave-running"]
     assert "--leave-running" not in complete(bin_dir, "reconcile container import --")

@@ -1,6 +1,11 @@
 """`reconcile container export|import|prune`: move a container (its config, rootfs changes, image and
 volume data) to another host or state root in one archive; remove the stopped containers, as
-`docker container prune` does."""
+`docker container prune` does. And docker's `container ls|create|start|...` forms of the
+top-level container commands (cli/aliases.py: each that command's own parser, under docker's name).
+
+Not docker's `container export` (a flat tar of the container's file system) nor `container import`
+(a tar made an image): reconciler's move a whole container between hosts; `reconcile commit` then
+`reconcile save` carries a container's file system as an image."""
 
 from __future__ import annotations
 
@@ -10,18 +15,30 @@ from typing import Any
 
 __all__ = ["register", "run"]
 
+SUMMARY = "manage containers: docker's container ls, create, start, rm...; export, import (move to another host), prune"
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import cmd_system, options
 
-    parser = subparsers.add_parser("container", help="move containers between hosts (export, import), prune them",
-                                   description="Export a native container to one archive and import it elsewhere; "
-                                   "remove the stopped ones.")
+def register(subparsers: Any, form: str | None = None) -> None:
+    """The group's parser; `form`: of docker's forms of the top-level commands, only the one the
+    command line names (cli/aliases.py)."""
+    from reconciler.cli import aliases, cmd_system, options
+
+    parser = subparsers.add_parser("container", help=SUMMARY,
+                                   description="Manage containers, as docker container: ls, create, start, "
+                                   "stop, rm... are the top-level commands of those names (`container ls` is "
+                                   "`reconcile ps`, the same options and output). export and import are "
+                                   "reconciler's own: they move a whole native container (config, rootfs changes, "
+                                   "image, volumes) to another host in one archive; they are not docker's "
+                                   "`container export` / `import` (a flat file system tar: `reconcile commit` "
+                                   "then `save` carries that as an image). prune removes the stopped ones; diff lists what one "
+                                   "changed in its file system, as docker diff.")
     sub = parser.add_subparsers(dest="container_command", metavar="SUBCOMMAND")
-    p = sub.add_parser("export", help="write a container, its rootfs changes, image and volumes to an archive",
+    p = sub.add_parser("export", help="write a container, its rootfs changes, image and volumes to an archive "
+                       "(reconciler's: not docker's flat file system tar)",
                        description="Write one archive holding the container's config, its image with its "
-                       "rootfs changes committed on top, and its named volumes' data. A running container "
-                       "is refused unless --leave-running (then it is paused while copied).")
+                       "rootfs changes committed on top, and its named volumes' data, for `container import` "
+                       "on another host (not docker's `container export`, a flat tar of the file system). A "
+                       "running container is refused unless --leave-running (then it is paused while copied).")
     options.add_engine_options(p)
     p.add_argument("name", metavar="CONTAINER")
     p.add_argument("-o", "--output", metavar="FILE", default=None, help="write to FILE instead of stdout")
@@ -40,7 +57,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--leave-running", action="store_true",
                    help="export a running container (paused while it is copied) instead of refusing")
     p.set_defaults(run=_export)
-    p = sub.add_parser("import", help="recreate a container from an export archive",
+    p = sub.add_parser("import", help="recreate a container from a `container export` archive (reconciler's)",
                        description="Load the archive's image, restore its volumes and create the container "
                        "with the same config (and name, unless --name). The archive may be gzip or zstd "
                        "compressed. Exit 0 imported; 1 failed, damaged or taken names (what it made is removed); "
@@ -79,11 +96,15 @@ def register(subparsers: Any) -> None:
     output.add_output_flag(p)
     p.add_argument("name", metavar="CONTAINER")
     p.set_defaults(run=_diff, no_logging=True)
-    parser.set_defaults(run=run, container_parser=parser)
+    aliases.register(sub, "container", form)
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    args.container_parser.print_help(sys.stderr)
+    """`reconcile container` alone: its help, as a usage error."""
+    from reconciler.cli import main
+
+    main.command_parser("container").print_help(sys.stderr)
     return 2
 
 

@@ -1,4 +1,6 @@
-"""`reconcile image inspect|history|prune|ls|rm|pull`: image management, as `docker image ...`."""
+"""`reconcile image inspect|history|prune`: image management, as `docker image ...`; and docker's
+`image ls|rm|pull|push|tag|save|load|build` forms of the top-level image commands (cli/aliases.py:
+each that command's own parser, under docker's name)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,17 @@ from typing import Any
 __all__ = ["inspect_document", "register", "run"]
 
 
-def register(subparsers: Any) -> None:
-    from reconciler.cli import cmd_images, cmd_pull, cmd_rmi, options, output
+def register(subparsers: Any, form: str | None = None) -> None:
+    """The group's parser; `form`: of docker's forms of the top-level commands, only the one the
+    command line names (cli/aliases.py)."""
+    from reconciler.cli import aliases, options, output
 
-    parser = subparsers.add_parser("image", help="manage images (inspect, history, prune, ls, rm, pull)",
-                                   description="Manage the native engine's images.")
+    parser = subparsers.add_parser("image", help="manage images (docker's image ls, history, rm, pull, push, tag, "
+                                   "save, load, build, inspect, prune)",
+                                   description="Manage the native engine's images, as docker image: ls, rm, pull, "
+                                   "push, tag, save, load and build are the top-level commands of those names "
+                                   "(`image ls` is `reconcile images`, `image rm` is `reconcile rmi`: the same "
+                                   "options and output).")
     sub = parser.add_subparsers(dest="image_command", metavar="SUBCOMMAND")
     p = sub.add_parser("inspect", help="show images as JSON (or YAML)")
     options.add_engine_options(p)
@@ -42,26 +50,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="do not ask (accepted for docker compatibility)")
     p.set_defaults(run=_prune)
-    p = sub.add_parser("ls", help="list images (as reconcile images)")
-    options.add_engine_options(p)
-    output.add_output_flag(p)
-    output.add_format_flag(p)
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--digests", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
-    p.set_defaults(run=cmd_images.run, no_logging=True)
-    p = sub.add_parser("rm", help="remove images (as reconcile rmi)")
-    options.add_engine_options(p)
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.set_defaults(run=cmd_rmi.run)
-    p = sub.add_parser("pull", help="pull an image (as reconcile pull)")
-    options.add_engine_options(p)
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--platform", default=None)
-    p.add_argument("ref", metavar="REF")
-    p.set_defaults(run=cmd_pull.run)
-    parser.set_defaults(run=run, image_parser=parser)
+    aliases.register(sub, "image", form)
+    parser.set_defaults(run=run)
 
 
 def _boolean(value: str) -> bool:
@@ -76,7 +66,10 @@ def _boolean(value: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.image_parser.print_help(sys.stderr)
+    """`reconcile image` alone: its help, as a usage error."""
+    from reconciler.cli import main
+
+    main.command_parser("image").print_help(sys.stderr)
     return 2
 
 

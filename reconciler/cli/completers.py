@@ -8,6 +8,8 @@ something, from the state root the command line names (`--root`, else $RECONCILE
     CONTAINER              containers of the native engine
     IMAGE, NAME[:TAG]      its image tags (tag SOURCE and run/create IMAGE too)
     VOLUME, network NAME   its volumes and networks (run/create --network too)
+
+docker's forms of the commands (`container run`, `image tag`: cli/aliases.py) complete as them.
     SOURCE of reconcile-now, rollback, suspend and resume: the running agent's sources
 
 Nothing is created: a root without an engine completes no names, and an agent that does not
@@ -115,8 +117,12 @@ def _walk(parser: argparse.ArgumentParser, path: str = "") -> Iterable[tuple[str
 
 def attach(parser: argparse.ArgumentParser) -> None:
     """Give the arguments that name containers, images, volumes, networks or sources their completer."""
+    from reconciler.cli import aliases
+
     for path, action in _walk(parser):
-        kind = _BY_DEST.get((path, action.dest)) or _BY_METAVAR.get(str(action.metavar))
+        group, _, word = path.partition(" ")
+        command = aliases.target(group, word) or path          # `container run IMAGE`: run's
+        kind = _BY_DEST.get((command, action.dest)) or _BY_METAVAR.get(str(action.metavar))
         if kind is not None:
             action.completer = _Names(kind)  # type: ignore[attr-defined]
 

@@ -5,10 +5,11 @@ parser costs ~15 ms, as much as the rest of a `reconcile ps` served by an agent.
 people type most (ps, images, inspect, logs, status, version, and `pull [-q] [--pull=missing]
 REF` and `build [-q] [-t NAME] [-f FILE] [--build-arg K=V] CONTEXT`: a re-pull of a present tag
 and an unchanged rebuild are answered in a few ms; `run [OPTIONS] IMAGE [COMMAND...]`, whose
-parser is the largest: 12-17 ms of a 160 ms `run --rm`, and `create`, its options) in their
-everyday forms are parsed here into
-the same namespace argparse makes (tests/test_cli_fastpath.py compares the two for every form),
-and everything else, help, `--root` and the other options this path does not know, any unusual
+parser is the largest: 12-17 ms of a 160 ms `run --rm`, and `create`, its options), and docker's
+forms of them (`container ls`, `image ls`, `container create`...: cli/aliases.py), in their
+everyday forms are parsed here into the same namespace argparse makes (tests/test_cli_fastpath.py
+compares the two for every form), and everything else, help, `--root` and the other options this
+path does not know, any unusual
 spelling and every usage error, goes to the parser: an unknown argument returns None here and
 argparse says what is wrong, in its own words.
 
@@ -145,19 +146,29 @@ COMMANDS = ("ps", "images", "inspect", "logs", "status", "version", "pull", "bui
 
 
 def parse(argv: list[str]) -> SimpleNamespace | None:
-    """The namespace argparse would make of `argv` (`reconcile COMMAND ...`), or None when this
-    is not an everyday form of a command this path knows: the caller then builds the parser."""
-    if not argv or argv[0] not in COMMANDS:
+    """The namespace argparse would make of `argv` (`reconcile COMMAND ...`, or a group's form of
+    one: `container ls ...`), or None when this is not an everyday form of a command this path
+    knows: the caller then builds the parser."""
+    if not argv:
+        return None
+    from reconciler.cli import aliases  # (imports nothing)
+
+    command, words, group = argv[0], argv[1:], None
+    if command in aliases.GROUPS and words:             # `container ls ...`: parsed as `ps ...`
+        group, command, words = command, aliases.target(command, words[0]) or "", words[1:]
+    if command not in COMMANDS:
         return None
     import sys
 
     # not importlib (its package imports warnings) nor types (~0.4 ms together, #21): the
     # import statement's own function, and SimpleNamespace as `types` itself defines it
-    module = __import__(f"reconciler.cli.cmd_{argv[0]}", fromlist=("run",))
+    module = __import__(f"reconciler.cli.cmd_{command}", fromlist=("run",))
     spec: Spec = module.SPEC
-    values = _defaults(argv[0], spec)
+    values = _defaults(group or command, spec)
+    if group is not None:                   # as argparse names it: `container_command`, the word typed
+        values[f"{group}_command"] = argv[1]
     positional: list[str] = []
-    if not _read(argv[1:], spec, values, positional) or not _place(spec, values, positional):
+    if not _read(words, spec, values, positional) or not _place(spec, values, positional):
         return None
     namespace: type[SimpleNamespace] = type(sys.implementation)  # type: ignore[assignment]  # the same class
     if not spec.logs:

@@ -67,7 +67,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('pull', 'pull an image from a registry'),
     ('images', 'list images'),
     ('rmi', 'remove images'),
-    ('image', 'manage images (inspect, history, prune, ls, rm, pull)'),
+    ('image', "manage images (docker's image ls, history, rm, pull, push, tag, save, load, build, inspect, prune)"),
     ('build', 'build an image from a Dockerfile'),
     ('push', 'push an image to a registry'),
     ('login', 'log in to a registry (credentials kept where docker keeps them)'),
@@ -76,7 +76,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('save', 'write images to a tar archive (docker save format)'),
     ('load', 'load images from a tar archive (docker/podman save, OCI layout)'),
     ('commit', "create an image from a container's changes"),
-    ('container', 'move containers between hosts (export, import), prune them'),
+    ('container', "manage containers: docker's container ls, create, start, rm...; export, import (move to another "
+                  "host), prune"),
     ('volume', 'manage named volumes (ls, inspect, create, rm, prune, export, import)'),
     ('system', 'manage the native engine (df, prune)'),
     ('agent', 'run the daemon: watch sources, converge, supervise, serve the API'),
@@ -202,11 +203,13 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
 
 
 def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS,
-                 summaries: bool = False) -> argparse.ArgumentParser:
+                 summaries: bool = False, form: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with `only`, just that subcommand registers (its module alone is
     imported, which keeps `ps` or `logs` from paying for every other command's imports); with
     `summaries`, every command is a name and its line of SUMMARIES, no module imported: what
-    the top-level help and a usage error before any command print."""
+    the top-level help and a usage error before any command print; with `form`, the group
+    `only` registers that form alone of the top-level commands (`container start`: cmd_start's
+    parser, not the other twenty: cli/aliases.py)."""
     import argparse
     import importlib
 
@@ -231,7 +234,10 @@ def build_parser(only: str | None = None, *, commands: Sequence[str] = COMMANDS,
             subparsers.add_parser(name, help=dict(SUMMARIES)[name])
             continue
         module = importlib.import_module(f"reconciler.cli.cmd_{name.replace('-', '_')}")
-        module.register(subparsers)
+        if form is not None:
+            module.register(subparsers, form=form)
+        else:
+            module.register(subparsers)
     for sub in _subparsers(parser):             # `reconcile ps --log-level debug` too, as kubectl takes
         sub.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=argparse.SUPPRESS,
                          help=argparse.SUPPRESS)
@@ -251,18 +257,36 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
     return found
 
 
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    """The parser of `parser`'s subcommand `name` (or of an alias of it: `container ps`), if any."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
+    return None
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of the top-level command `name` (a group's, to print its help)."""
+    sub = _subcommand(build_parser(name), name)
+    assert sub is not None
+    return sub
+
+
 def _hoist(argv: list[str], parser: argparse.ArgumentParser, command: str) -> list[str]:
     """Move the command's own options written before it (`reconcile --root X ps`) to just after
     it (`reconcile ps --root X`), so they are accepted in either place, as docker and kubectl
     users expect; the global options (--log-level, ...) stay where they are."""
     at = argv.index(command)
-    sub = next((s for s in _subparsers(parser) if s.prog.split()[-1] == command), None)
+    sub = _subcommand(parser, command)
     if sub is None or at == 0:
         return argv
     own = sub._option_string_actions
-    # a command whose options are its subcommands' (`volume ls --root X`): they go after the
-    # subcommand the line names
-    nested = next((s for s in _subparsers(sub) if at + 1 < len(argv) and s.prog.split()[-1] == argv[at + 1]), None)
+    # a command whose options are its subcommands' (`volume ls --root X`, `container ps --root X`):
+    # they go after the subcommand the line names
+    nested = _subcommand(sub, argv[at + 1]) if at + 1 < len(argv) else None
     deeper = nested._option_string_actions if nested is not None else {}
     keep: list[str] = []
     moved: list[str] = []
@@ -398,6 +422,15 @@ def _alone() -> bool:
     return threading is None or threading.active_count() == 1
 
 
+def _canonical(args_list: list[str]) -> str | None:
+    """The top-level command the command line runs: the one it names, or the one a group's form
+    is (`container ls` is ps: cli/aliases.py), for what main does by command (exit codes, the
+    engine it follows)."""
+    from reconciler.cli import aliases
+
+    return aliases.canonical(args_list, _command_of(args_list))
+
+
 # `run` and `create` exit 125 for their own usage errors, as docker's (their other codes: cmd_run, cmd_create)
 EXIT_125 = frozenset({"run", "create"})
 
@@ -405,9 +438,15 @@ EXIT_125 = frozenset({"run", "create"})
 def _parse(args_list: list[str]) -> argparse.Namespace | int:
     """The command line parsed by argparse, or the exit code when it printed help, the version
     or a usage error."""
+    from reconciler.cli import aliases
+
     command = _command_of(args_list)
     bare_version = command is None and "--version" in args_list and not {"-h", "--help"} & set(args_list)
-    parser = build_parser(command, commands=() if bare_version else COMMANDS, summaries=command is None)
+    # `container start ...`: the group's parser with that form alone (any other word: all of them,
+    # so that argparse's "invalid choice" lists them)
+    form = args_list[args_list.index(command) + 1] if command and aliases.canonical(args_list, command) != command \
+        else None
+    parser = build_parser(command, commands=() if bare_version else COMMANDS, summaries=command is None, form=form)
     if command is not None:
         args_list = _hoist(args_list, parser, command)
     try:
@@ -416,7 +455,7 @@ def _parse(args_list: list[str]) -> argparse.Namespace | int:
         code = int(exc.code or 0)
         # a foreground run's codes are its container's: its own usage error is docker run's 125 (and
         # docker create's)
-        return EXIT_RUN_FAILED if code == EXIT_USAGE and command in EXIT_125 else code
+        return EXIT_RUN_FAILED if code == EXIT_USAGE and _canonical(args_list) in EXIT_125 else code
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -436,7 +475,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         completers.complete(build_parser(), _hoist, COMMANDS)
     args_list = _rewrite_once(list(sys.argv[1:] if argv is None else argv))
-    short = argv is None and bool(args_list) and args_list[0] in READ_ONLY
+    from reconciler.cli import aliases
+
+    # (the command first: `ps`, `container ls`, `images`...)
+    short = argv is None and bool(args_list) and aliases.canonical(args_list[:2], args_list[0]) in READ_ONLY
     if short:
         from reconciler.cli import collector
 
@@ -456,7 +498,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "runtime", None) == "native" and getattr(args, "root", None):
         from reconciler.cli import engines
 
-        if _command_of(args_list) in engines.FOLLOWS_AGENT:
+        if _canonical(args_list) in engines.FOLLOWS_AGENT:
             engines.follow_agent(args)      # the engine of the agent holding the root, when not the native one
     # commands whose code logs nothing (ps, logs, pull) skip structlog's 0.1-0.25 s, unless asked
     # for more than warnings (their libraries', httpx's, then show)
@@ -491,9 +533,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         # the command's name as the user typed it (`run` has a `command` of its own: the container's)
         named = _command_of(args_list) or "reconcile"
+        if named in aliases.GROUPS and _canonical(args_list) != named:
+            named += " " + args_list[args_list.index(named) + 1]           # `container create`
         full = diskfull.translate(exc, f"running `reconcile {named}`", getattr(args, "root", None))
         if full is None:
             raise
-        if named == "run":
+        if _canonical(args_list) == "run":
             full.exit_code = EXIT_RUN_FAILED        # (cmd_run.failure_code: its ReconcilerErrors)
         return _report(full)

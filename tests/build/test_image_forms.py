@@ -1,5 +1,6 @@
 """`reconcile image history` (docker history) of an image built here, compared with what dockerd's
-`docker history` shows of the same image loaded into it."""
+`docker history` shows of the same image loaded into it; and docker's `image build|tag|push|save|
+load|pull|ls|rm` forms, each printing and exiting as its top-level command."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.build.conftest import Engine
+from tests.helpers.registry import RegistryServer
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
@@ -127,3 +129,41 @@ def aged(text: str) -> str:
     """`text` with its ages ("3 seconds ago") made equal, and so its columns' widths."""
     ages = re.sub(r"\b(\d+ seconds?|Less than a second|About a minute|\d+ minutes) ago", "AGE ago", text)
     return re.sub(r"(?m) {2,}", "  ", ages)
+
+
+def test_the_image_forms_print_and_exit_as_their_commands(
+        engine: Engine, built: str, busybox_image: str, registry: RegistryServer, context_dir: Callable[..., Path],
+        tmp_path: Path) -> None:
+    def same(command: tuple[str, ...], form: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+        before, got, after = cli(engine, *command), cli(engine, *form), cli(engine, *command)
+        assert (got.returncode, got.stdout, got.stderr) in {(p.returncode, p.stdout, p.stderr) for p in (before, after)}, \
+            (form, got)
+        return got
+
+    assert same(("images",), ("image", "ls")).returncode == 0
+    assert same(("images", "-q"), ("image", "list", "-q")).stdout
+    assert "up to date" in same(("pull", busybox_image), ("image", "pull", busybox_image)).stdout
+    remote = f"{registry.host}/forms{secrets.token_hex(3)}/img:1"
+    assert same(("tag", built, remote), ("image", "tag", built, remote)).returncode == 0
+    assert cli(engine, "push", remote).returncode == 0
+    pushed = [cli(engine, "push", remote), cli(engine, "image", "push", remote)]    # its layers there already
+    # what each said, in any order (its layers' lines are printed by its threads as each ends)
+    said = [(p.returncode, sorted(re.findall(r"[0-9a-f]{12}: Layer already exists|digest: \S+ size: \d+|"
+                                             r"The push refers to repository \S+", p.stdout)), p.stderr)
+            for p in pushed]
+    assert said[0] == said[1]
+    assert "digest: sha256:" in pushed[1].stdout
+    one, two = tmp_path / "one.tar", tmp_path / "two.tar"
+    assert cli(engine, "save", "-o", str(one), built).returncode == 0
+    assert cli(engine, "image", "save", "-o", str(two), built).returncode == 0
+    assert one.read_bytes() == two.read_bytes()
+    assert same(("load", "-i", str(one)), ("image", "load", "-i", str(two))).stdout == f"Loaded image: {built}\n"
+    ctx = context_dir({"Dockerfile": f"FROM {built}\nRUN echo again > /again\n"})
+    assert same(("build", "-t", "localhost/again:1", str(ctx)), ("image", "build", "-t", "localhost/again:1",
+                                                                 str(ctx))).returncode == 0
+    for command, name in ((("rmi",), "localhost/gone-a:1"), (("image", "rm"), "localhost/gone-b:1"),
+                          (("image", "remove"), "localhost/gone-c:1")):
+        assert cli(engine, "tag", built, name).returncode == 0
+        removed = cli(engine, *command, name)
+        assert (removed.returncode, removed.stdout) == (0, f"Untagged: {name}\n")
+    assert same(("rmi", "nope:1"), ("image", "rm", "nope:1")).returncode == 1

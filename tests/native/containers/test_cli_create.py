@@ -44,11 +44,12 @@ def test_create_leaves_a_created_container_that_start_runs(
     assert reconcile(host, capfd, ["wait"], "c1")[1] == "5\n"
     assert reconcile(host, capfd, ["logs"], "c1")[1] == "from create\n"
 
-    # --rm: removed once it exited after its start, as docker create --rm
-    code, out, _ = reconcile(host, capfd, ["create"], "--rm", "--name", "c2", busybox_image, "sleep", "0.2")
+    # docker's form, --rm: removed once it exited after its start, as docker container create --rm
+    code, out, _ = reconcile(host, capfd, ["container", "create"], "--rm", "--name", "c2", busybox_image,
+                             "sleep", "0.2")
     assert code == 0
     assert json.loads(reconcile(host, capfd, ["inspect"], "c2")[1])[0]["State"]["Status"] == "created"
-    assert reconcile(host, capfd, ["start"], "c2")[:2] == (0, "c2\n")
+    assert reconcile(host, capfd, ["container", "start"], "c2")[:2] == (0, "c2\n")
 
     autoremoved(Cli(host, capfd), "c2")
 

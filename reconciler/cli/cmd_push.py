@@ -27,13 +27,20 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import threading
+
     from reconciler.cli import cmd_pull
     from reconciler.runtime import parts
 
     store = cmd_pull.open_store(args)
+    lock = threading.Lock()
 
     def say(line: str) -> None:
-        print(line, flush=True)
+        # the layers' lines come from the upload threads: each written whole (print writes the
+        # line and its newline apart, and two threads' lines ran into each other)
+        with lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     digest = parts.push_image(store, args.ref, args.dest, progress=None if args.quiet else say)
     if args.quiet:

@@ -137,10 +137,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         password = _password_from(args)
         registry = credentials.login_registry(args.server)
-    except _Usage as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except errors.CredentialError as exc:
+    except (_Usage, errors.CredentialError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     store = credentials.CredentialStore()
@@ -156,10 +153,7 @@ def run(args: argparse.Namespace) -> int:
             cred = credentials.Credential(username, password)
             _keep(store, registry, cred, _check(registry, cred))
             status = "Login Succeeded"
-    except _Refused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except errors.RegistryError as exc:
+    except (_Refused, errors.RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except EOFError:                    # the terminal closed at a prompt

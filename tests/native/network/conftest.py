@@ -11,13 +11,15 @@ routes in the test's leased /48.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -201,3 +203,31 @@ def engine(harness: Harness) -> Iterator[NativeRuntime]:
     finally:
         cleanup(rt)
         rt.close()
+
+
+REPO = Path(__file__).resolve().parents[3]
+Reconcile = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(harness: Harness, engine: NativeRuntime) -> Reconcile:
+    """`reconcile ARGS` in a process of its own on the harness's engine (whose fixtures remove
+    what it made); `check`: an exit other than 0 fails the test; `stdin`: what it reads."""
+    cfg = harness.config
+    env = {**os.environ, "RECONCILER_ROOT": str(cfg.root), "RECONCILER_RUN_DIR": str(cfg.run_dir),
+           "RECONCILER_PREFIX": cfg.name_prefix, "RECONCILER_SUBNET_POOL": cfg.subnet_pool}
+
+    def reconcile(*args: str, check: bool = True, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env, input=stdin,
+                              capture_output=True, text=True, check=False, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+    return reconcile
+
+
+def inspect_doc(reconcile: Reconcile, name: str) -> dict[str, Any]:
+    """`reconcile inspect NAME`'s document."""
+    doc: dict[str, Any] = json.loads(reconcile("inspect", name).stdout)[0]
+    return doc

@@ -6,40 +6,16 @@ records (inspect, ps, the network's members)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime.native.backend import NativeRuntime
-from tests.native.network.conftest import IMAGE, Harness
+from tests.native.network.conftest import IMAGE, Harness, Reconcile, inspect_doc
 
 pytestmark = [pytest.mark.root]
-
-REPO = Path(__file__).resolve().parents[3]
-Reconcile = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def cli(harness: Harness, engine: NativeRuntime) -> Reconcile:
-    """`reconcile ARGS` on the harness's engine (whose fixtures remove what it made)."""
-    cfg = harness.config
-    env = {**os.environ, "RECONCILER_ROOT": str(cfg.root), "RECONCILER_RUN_DIR": str(cfg.run_dir),
-           "RECONCILER_PREFIX": cfg.name_prefix, "RECONCILER_SUBNET_POOL": cfg.subnet_pool}
-
-    def reconcile(*args: str, check: bool = True, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env, input=stdin,
-                              capture_output=True, text=True, check=False, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-        return proc
-
-    return reconcile
 
 
 def _running(engine: NativeRuntime, name: str, *networks: str) -> str:
@@ -47,11 +23,6 @@ def _running(engine: NativeRuntime, name: str, *networks: str) -> str:
                                                        networks=networks))
     engine.start_container(cid)
     return cid
-
-
-def _inspect(reconcile: Reconcile, name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(reconcile("inspect", name).stdout)[0]
-    return doc
 
 
 def _ps_networks(reconcile: Reconcile) -> dict[str, str]:
@@ -76,7 +47,7 @@ def test_connect_and_disconnect_a_running_container_as_docker_network_does(
     cli("network", "create", "--subnet", harness.subnet(1), "backend")
     web = _running(engine, "web")                               # on the default network
     peer = _running(engine, "peer", "backend")
-    netns = _inspect(cli, "web")["NetworkSettings"]["SandboxKey"]
+    netns = inspect_doc(cli, "web")["NetworkSettings"]["SandboxKey"]
     address = harness.subnet(1).replace(".0/24", ".77")
     before = _kernel_addresses(netns)
 
@@ -85,7 +56,7 @@ def test_connect_and_disconnect_a_running_container_as_docker_network_does(
     assert f"{address}/24" in _kernel_addresses(netns)
     veth = harness.manager.veth_name(web, "backend")
     assert Path("/sys/class/net", veth).exists()
-    nets = _inspect(cli, "web")["NetworkSettings"]["Networks"]
+    nets = inspect_doc(cli, "web")["NetworkSettings"]["Networks"]
     assert sorted(nets) == ["backend", "default"]
     assert nets["backend"]["IPAddress"] == address
     assert nets["backend"]["IPAMConfig"] == {"IPv4Address": address}     # fixed: kept for its next starts
@@ -109,13 +80,13 @@ def test_connect_and_disconnect_a_running_container_as_docker_network_does(
     outside = cli("network", "connect", "--ip", "10.1.2.3", "default", "peer", check=False)
     assert outside.returncode == 2                  # not an address of that network's: never
     assert "not a usable address of network 'default'" in outside.stderr
-    assert sorted(_inspect(cli, "peer")["NetworkSettings"]["Networks"]) == ["backend"]
+    assert sorted(inspect_doc(cli, "peer")["NetworkSettings"]["Networks"]) == ["backend"]
 
     gone = cli("network", "disconnect", "backend", "web")
     assert (gone.stdout, gone.stderr) == ("", "")
     assert sorted(_kernel_addresses(netns)) == sorted(before)
     assert not Path("/sys/class/net", veth).exists()
-    assert sorted(_inspect(cli, "web")["NetworkSettings"]["Networks"]) == ["default"]
+    assert sorted(inspect_doc(cli, "web")["NetworkSettings"]["Networks"]) == ["default"]
     assert _ps_networks(cli)["web"] == "default"
     assert [e.container_id for e in harness.manager._ipam.endpoints(network="backend")] == [peer]
     assert engine.exec(peer, ["busybox", "ping", "-c", "1", "-W", "1", "api"]).exit_code != 0

@@ -3,47 +3,15 @@ process of its own on the harness's engine (its root, prefix and subnet pool).""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import urllib.request
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from reconciler.runtime.native.backend import NativeRuntime
 from tests.helpers.ports import publish_port
-from tests.native.network.conftest import Harness
+from tests.native.network.conftest import Harness, Reconcile, inspect_doc
 
 pytestmark = [pytest.mark.root, pytest.mark.registry]
-
-REPO = Path(__file__).resolve().parents[3]
-Reconcile = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def cli(harness: Harness, engine: NativeRuntime) -> Reconcile:
-    """`reconcile ARGS` on the harness's engine (whose fixtures remove what it made)."""
-    cfg = harness.config
-    env = {**os.environ, "RECONCILER_ROOT": str(cfg.root), "RECONCILER_RUN_DIR": str(cfg.run_dir),
-           "RECONCILER_PREFIX": cfg.name_prefix, "RECONCILER_SUBNET_POOL": cfg.subnet_pool}
-
-    def reconcile(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, check=False, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"reconcile {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-        return proc
-
-    return reconcile
-
-
-def _inspect(reconcile: Reconcile, name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(reconcile("inspect", name).stdout)[0]
-    return doc
 
 
 def _get(url: str) -> str:
@@ -64,7 +32,7 @@ def test_run_without_a_network_publishes_on_the_default_network_as_docker_run_do
     host port the engine chooses."""
     port = publish_port()
     cid = cli("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", *_serve(busybox_image)).stdout.strip()
-    doc = _inspect(cli, "web")
+    doc = inspect_doc(cli, "web")
     assert doc["HostConfig"]["NetworkMode"] == "default"
     assert list(doc["NetworkSettings"]["Networks"]) == ["default"]
     assert doc["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
@@ -75,12 +43,12 @@ def test_run_without_a_network_publishes_on_the_default_network_as_docker_run_do
     assert "already published by container 'web'" in taken.stderr
 
     cli("run", "-d", "--name", "any", "-p", "80", *_serve(busybox_image))
-    chosen = _inspect(cli, "any")["NetworkSettings"]["Ports"]["80/tcp"]
+    chosen = inspect_doc(cli, "any")["NetworkSettings"]["Ports"]["80/tcp"]
     assert [b["HostIp"] for b in chosen] == ["0.0.0.0"]
     assert int(chosen[0]["HostPort"]) > 0
-    assert _get(f"http://127.0.0.1:{chosen[0]['HostPort']}/hostname").strip() == _inspect(cli, "any")["Id"][:12]
+    assert _get(f"http://127.0.0.1:{chosen[0]['HostPort']}/hostname").strip() == inspect_doc(cli, "any")["Id"][:12]
 
-    none = _inspect(cli, cli("run", "-d", "--network", "none", busybox_image, "sleep", "60").stdout.strip())
+    none = inspect_doc(cli, cli("run", "-d", "--network", "none", busybox_image, "sleep", "60").stdout.strip())
     assert none["HostConfig"]["NetworkMode"] == "none"
     assert none["NetworkSettings"]["Networks"] == {}
 
@@ -124,7 +92,7 @@ def test_run_network_bridge_is_the_engines_default_network_as_dockers(cli: Recon
     port = publish_port()
     cid = cli("run", "-d", "--name", "web", "--network", "bridge", "-p", f"127.0.0.1:{port}:80",
               *_serve(busybox_image)).stdout.strip()
-    doc = _inspect(cli, "web")
+    doc = inspect_doc(cli, "web")
     assert doc["HostConfig"]["NetworkMode"] == "default"
     assert list(doc["NetworkSettings"]["Networks"]) == ["default"]
     address = doc["NetworkSettings"]["Networks"]["default"]["IPAddress"]
@@ -160,4 +128,4 @@ def test_stop_and_start_by_hand_stop_and_resume_forwarding_its_ports(
                                                   text=True, check=True).stdout
     cli("start", "web")
     assert _forwarded(harness) == [port]
-    assert _get(f"http://127.0.0.1:{port}/hostname") == _inspect(cli, "web")["Id"][:12] + "\n"
+    assert _get(f"http://127.0.0.1:{port}/hostname") == inspect_doc(cli, "web")["Id"][:12] + "\n"

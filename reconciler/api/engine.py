@@ -1259,14 +1259,14 @@ class EngineApi:
         """docker volume create / rm: a local named volume."""
         rt = self.runtime
         if method == "POST" and parts == ["create"]:
-            import secrets
-
+            # the engine's rule of drivers and options (a local volume, or one binding a host
+            # directory: type=none, o=bind, device=/DIR), as `reconcile volume create`'s
             data = body() or {}
-            if data.get("Driver") not in (None, "", "local") or data.get("DriverOpts"):
-                raise HttpError(400, "only local volumes without driver options are supported")
-            name = str(data.get("Name") or secrets.token_hex(32))
-            v = rt.ensure_volume(base.VolumeConfig(name=name, labels=dict(data.get("Labels") or {})))
-            return 201, {**_volume_doc(v), "Options": {}}
+            opts = {str(k): str(v) for k, v in (data.get("DriverOpts") or {}).items()}
+            config = base.volume_to_create(str(data.get("Name") or ""), dict(data.get("Labels") or {}),
+                                           str(data.get("Driver") or "local"), opts)
+            v = rt.ensure_volume(config)
+            return 201, {**_volume_doc(v), "Options": opts}
         if method == "DELETE" and len(parts) == 1:
             if not any(v.name == parts[0] for v in rt.list_volumes()):
                 raise HttpError(404, f"get {parts[0]}: no such volume")

@@ -177,20 +177,13 @@ def _pairs(given: list[str], what: str) -> dict[str, str]:
 def _create(args: argparse.Namespace) -> int:
     """`create`: the engine's ensure_volume (its rule of drivers and options), the name printed;
     without a name one made at random and labelled anonymous, as dockerd 23+ makes it."""
-    import secrets
-
     from reconciler.cli import engines
     from reconciler.runtime import base, opening
 
-    labels = _pairs(args.label, "label")
-    name = args.name
-    if not name:
-        name = secrets.token_hex(32)
-        labels[base.ANONYMOUS_VOLUME_LABEL] = ""
+    config = base.volume_to_create(args.name, _pairs(args.label, "label"), args.driver, _pairs(args.opt, "option"))
     rt = opening.open_native(engines.place(args))
     try:
-        state = rt.ensure_volume(base.VolumeConfig(name=name, labels=labels, driver=args.driver,
-                                                   driver_opts=_pairs(args.opt, "option")))
+        state = rt.ensure_volume(config)
     finally:
         rt.close()
     print(state.name)

@@ -568,6 +568,22 @@ if not TYPE_CHECKING:
 OVERLAY_DRIVER_OPTIONS = ("encrypted", "com.docker.network.driver.overlay.vxlanid_list")
 
 
+def volume_to_create(name: str | None, labels: Mapping[str, str], driver: str = "local",
+                     driver_opts: Mapping[str, str] | None = None) -> VolumeConfig:
+    """What `docker volume create` asks for (the CLI's and the Engine API's): the volume `name`,
+    or without one a random name, labelled anonymous, as dockerd 23+ makes it."""
+    import secrets
+
+    from reconciler.runtime import basetypes  # (VolumeConfig is built when first named)
+
+    labels = dict(labels)
+    if not name:
+        name = secrets.token_hex(32)
+        labels[ANONYMOUS_VOLUME_LABEL] = ""
+    return basetypes.VolumeConfig(name=name, labels=labels, driver=driver or "local",
+                                  driver_opts=dict(driver_opts or {}))
+
+
 def local_bind(driver: str, opts: Mapping[str, str]) -> str | None:
     """The host directory a `local` volume binds (Docker's `--opt type=none --opt o=bind --opt
     device=/DIR`, compose's "local bind volume"), or None for any other driver or options."""

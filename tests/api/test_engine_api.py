@@ -215,12 +215,25 @@ def test_docker_cli_manages_networks_volumes_tags_and_names(engine_api: str, hos
     assert json.loads(docker(engine_api, "volume", "inspect", "data").stdout)[0]["Labels"] == {"keep": "1"}
     anonymous = docker(engine_api, "volume", "create").stdout.strip()
     assert len(anonymous) == 64
+    # as dockerd 23+: a volume made without a name is anonymous (a `volume prune` without -a takes it)
+    assert json.loads(docker(engine_api, "volume", "inspect", anonymous).stdout)[0]["Labels"] == {
+        "com.docker.volume.anonymous": ""}
+    # a local volume binding a host directory, as `reconcile volume create` and the manifests take it
+    bound_dir = host.config.root.parent / "bound"
+    bound_dir.mkdir()
+    (bound_dir / "hello").write_text("from the host\n")
+    docker(engine_api, "volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={bound_dir}", "bound")
+    other = docker(engine_api, "volume", "create", "-d", "nfs-driver", "elsewhere", check=False)
+    assert other.returncode != 0
+    assert "need the docker or swarm runtime" in other.stderr
 
     docker(engine_api, "pull", busybox_image)
     docker(engine_api, "tag", busybox_image, "local/renamed:2")
     assert "local/renamed:2" in docker(engine_api, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     docker(engine_api, "run", "-d", "--name", "first", "--network", net, "-v", "data:/data", busybox_image,
            "sleep", "3600")
+    assert docker(engine_api, "run", "--rm", "-v", "bound:/b", busybox_image, "cat", "/b/hello").stdout == \
+        "from the host\n"
     docker(engine_api, "rename", "first", "second")
     assert docker(engine_api, "ps", "--format", "{{.Names}}").stdout.split() == ["second"]
     busy = docker(engine_api, "network", "rm", net, check=False)           # in use: refused, kept
@@ -230,7 +243,8 @@ def test_docker_cli_manages_networks_volumes_tags_and_names(engine_api: str, hos
     removed = docker(engine_api, "rmi", "local/renamed:2").stdout
     assert "Untagged: local/renamed:2" in removed
     assert "local/renamed" not in docker(engine_api, "images", "--format", "{{.Repository}}").stdout
-    docker(engine_api, "volume", "rm", "data", anonymous)
+    docker(engine_api, "volume", "rm", "data", anonymous, "bound")
+    assert (bound_dir / "hello").exists()                                   # a bound directory's content stays
     docker(engine_api, "network", "rm", net)
     assert net not in docker(engine_api, "network", "ls", "--format", "{{.Name}}").stdout.split()
     assert docker(engine_api, "volume", "ls", "-q").stdout.split() == []

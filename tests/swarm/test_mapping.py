@@ -401,6 +401,8 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "resources.memory": (128 << 20, BASE), "resources.cpus": (0.5, BASE), "resources.pids": (100, BASE),
     "resources.memory_reservation": (32 << 20, BASE), "resources.cpu_shares": (512, BASE),
     "resources.cpuset": ("0", BASE), "resources.memory_swap": (128 << 20, BASE),
+    "resources.cpu_period": (50000, BASE), "resources.cpu_quota": (25000, BASE),
+    "resources.cpuset_mems": ("0", BASE), "resources.blkio_weight": (300, BASE),
     "read_only": (True, BASE), "cap_add": (("CAP_NET_ADMIN",), BASE), "cap_drop": (("CAP_MKNOD",), BASE),
     "stop_signal": ("SIGQUIT", BASE), "stop_timeout": (3.0, BASE), "init": (True, BASE), "replicas": (2, BASE),
     "update.order": ("start-first", replace(BASE, ports=())), "update.on_failure": ("pause", BASE),
@@ -416,6 +418,8 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "reservations.memory": (32 << 20, BASE), "reservations.cpus": (0.25, BASE), "reservations.pids": (10, BASE),
     "reservations.memory_reservation": (1, BASE), "reservations.cpu_shares": (1, BASE),
     "reservations.cpuset": ("0", BASE), "reservations.memory_swap": (1, BASE),
+    "reservations.cpu_period": (1, BASE), "reservations.cpu_quota": (1, BASE),
+    "reservations.cpuset_mems": ("0", BASE), "reservations.blkio_weight": (10, BASE),
     "secret_env": ({"PW": "sha256:" + "2" * 64}, replace(BASE, env={"PW": "x"})),
     "ipv4_addresses": ({"net": "10.0.9.5"}, BASE), "ipv6_addresses": ({"net": "fd00::5"}, BASE),
     "log_driver": ("json-file", BASE), "log_options": ({"max-size": "1m"}, BASE),
@@ -462,8 +466,11 @@ def test_what_a_service_cannot_have_is_refused_naming_the_field() -> None:
         "resources.memory_reservation": ["spec.resources.memoryReservation"],
         "resources.cpu_shares": ["spec.resources.cpuShares"],
         "resources.cpuset": ["spec.resources.cpuset"],
+        "resources.cpu_period": ["spec.resources.cpuPeriod"], "resources.cpu_quota": ["spec.resources.cpuQuota"],
+        "resources.cpuset_mems": ["spec.resources.cpusetMems"], "resources.blkio_weight": ["spec.resources.blkioWeight"],
         **{f"reservations.{n}": ["spec.resources.reservations"]
-           for n in ("pids", "memory_reservation", "cpu_shares", "cpuset", "memory_swap")},
+           for n in ("pids", "memory_reservation", "cpu_shares", "cpuset", "memory_swap", "cpu_period", "cpu_quota",
+                     "cpuset_mems", "blkio_weight")},
     }
     assert refused["resources.cpu_shares"] == [
         "spec.resources.cpuShares: a Swarm service has no CPU weight; limit it with resources.cpus, reserve CPUs "

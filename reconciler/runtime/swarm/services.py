@@ -207,11 +207,19 @@ def _unhonoured(config: base.ContainerConfig) -> list[str]:
     if res.cpuset is not None:
         out.append("spec.resources.cpuset: a Swarm service cannot be pinned to CPUs (a node's CPUs are not "
                    "another's); limit it with resources.cpus, or run it with a single-host agent")
+    # what `docker update`/`create` may give a container (the Engine API's), no Swarm service has
+    for name, field_, what in (("cpu_period", "cpuPeriod", "a CFS period"), ("cpu_quota", "cpuQuota", "a CFS quota"),
+                               ("cpuset_mems", "cpusetMems", "memory nodes to pin to"),
+                               ("blkio_weight", "blkioWeight", "a block I/O weight")):
+        if getattr(res, name) is not None:
+            out.append(f"spec.resources.{field_}: a Swarm service has no {what}; limit its CPUs with resources.cpus, "
+                       "or run it with a single-host agent")
     if res.memory_reservation is not None and res.memory_reservation != reserve.memory:
         out.append("spec.resources.memoryReservation: a Swarm service has no soft memory limit; "
                    "resources.reservations.memory keeps that much free on its node (the scheduler's reservation), "
                    "or run it with a single-host agent")
-    for name in ("pids", "memory_reservation", "cpu_shares", "cpuset", "memory_swap"):
+    for name in ("pids", "memory_reservation", "cpu_shares", "cpuset", "memory_swap", "cpu_period", "cpu_quota",
+                 "cpuset_mems", "blkio_weight"):
         if getattr(reserve, name) is not None:     # (translate sets memory and cpus only)
             out.append(f"spec.resources.reservations: Swarm reserves memory and cpus, not {name}")
     if config.shm_size is not None:

@@ -81,6 +81,7 @@ def test_restart_kill_wait_rename_and_port_on_the_fake_engine(fake_root: Path,
 @pytest.mark.parametrize(("argv", "hint"), [
     (("run", "example.test/app:1", "true"), "runs no process"),
     (("exec", "web", "true"), "runs no process"),
+    (("attach", "web"), "runs no process"),
     (("inspect", "web"), "reconcile ps -o json"),
     (("top", "web"), "runs no process"),
     (("stats", "--no-stream", "web"), "runs no process"),
@@ -91,4 +92,22 @@ def test_what_the_fake_cannot_do_is_refused_naming_command_and_engine(
     assert reconcile(fake_root, *argv) == (125 if argv[0] == "run" else 2)      # run's own failure: docker run's
     err = capsys.readouterr().err
     assert f"reconcile {argv[0]} does not work with --runtime fake" in err
+    assert hint in err
+
+
+@pytest.mark.parametrize(("argv", "said", "hint"), [
+    (("attach", "--runtime", "docker", "web"), "reconcile attach does not work with --runtime docker",
+     "`docker attach`"),
+    (("start", "-a", "--runtime", "docker", "web"), "reconcile start -a does not work with --runtime docker",
+     "`docker start -a`"),
+    (("start", "-ai", "--runtime", "fake", "web"), "reconcile start -a does not work with --runtime fake",
+     "runs no process"),
+])
+def test_attach_on_another_engine_is_refused_naming_its_client(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], said: str, hint: str) -> None:
+    """The docker engine's own client attaches to its containers (as `run -it` names it): refused,
+    exit 2, before any engine is opened."""
+    assert main([*argv, "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert said in err
     assert hint in err

@@ -385,7 +385,8 @@ def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
 
 
 def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
-    """`run -i`/`-t` on the native engine: a terminal or stdin attached through conmon's socket."""
+    """`run -i`/`-t` on the native engine: a terminal or stdin attached through conmon's socket
+    (cli/attaching.py relays)."""
     from reconciler.runtime import errors, parts
 
     try:
@@ -411,68 +412,14 @@ def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
             rt.remove_container(cid, force=True, volumes=True)
         raise
     collector.resume()                    # started: a terminal session may last for hours
+    from reconciler.cli import attaching
+
     try:
-        _relay(mgr, cid, sock, stdin=args.interactive, tty=args.tty)
+        attaching.relay(sock, stdin=args.interactive, tty=args.tty,
+                        resize=lambda rows, cols: parts.resize(mgr, cid, rows, cols))
     finally:
         sock.close()
     code = int(mgr.wait(cid))
     if args.rm:
         rt.remove_container(cid, force=True, volumes=True)
     return code
-
-
-def _relay(mgr: Any, cid: str, sock: Any, *, stdin: bool, tty: bool) -> None:
-    """Copy our stdin to conmon's attach socket, and its packets (a stream byte, then data)
-    to our stdout/stderr, until conmon closes the socket (the process ended)."""
-    import os
-    import select
-    import signal
-    import socket
-
-    from reconciler.runtime import parts
-
-    in_fd = sys.stdin.fileno()
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    restore = None
-    if tty and stdin and os.isatty(in_fd):
-        import termios
-        import tty as ttymod
-
-        restore = termios.tcgetattr(in_fd)
-        ttymod.setraw(in_fd, termios.TCSANOW)     # keep what was typed ahead
-
-    def resize(*_: object) -> None:
-        for fd in (in_fd, sys.stdout.fileno()):
-            if os.isatty(fd):
-                size = os.get_terminal_size(fd)
-                if size.lines and size.columns:
-                    parts.resize(mgr, cid, size.lines, size.columns)
-                return
-
-    if tty:
-        resize()
-        signal.signal(signal.SIGWINCH, resize)
-    reading = stdin
-    try:
-        while True:
-            fds = [sock.fileno()] + ([in_fd] if reading else [])
-            ready, _, _ = select.select(fds, [], [])
-            if sock.fileno() in ready:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                stream = err if data[:1] == b"\x03" else out
-                stream.write(data[1:])
-                stream.flush()
-            if reading and in_fd in ready:
-                chunk = os.read(in_fd, 65536)
-                if chunk:
-                    sock.sendall(chunk)
-                else:
-                    reading = False
-                    sock.shutdown(socket.SHUT_WR)      # EOF: conmon closes the process's stdin
-    finally:
-        if restore is not None:
-            import termios
-
-            termios.tcsetattr(in_fd, termios.TCSADRAIN, restore)

@@ -60,6 +60,12 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("container prune", "docker"): "dockerd's stopped containers are its own to prune: use `docker container prune`",
     ("container prune", "swarm"): "Swarm removes a service's old tasks itself: use `docker container prune` on a node",
     ("container prune", "fake"): "use --runtime native",
+    ("attach", "docker"): "use the engine's own client: `docker attach`",
+    ("attach", "swarm"): "a service has no one container to attach to: use `docker attach` on its node",
+    ("attach", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("start -a", "docker"): "use the engine's own client: `docker start -a`",
+    ("start -a", "swarm"): "a service's tasks run on its nodes: use `docker service logs -f SERVICE`",
+    ("start -a", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
@@ -91,9 +97,9 @@ def is_native(args: argparse.Namespace) -> bool:
 
 
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
-FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "run", "create", "rm", "start", "stop", "restart", "kill", "wait",
-                           "rename", "update", "port", "top", "stats", "cp", "system", "pull", "images", "inspect",
-                           "diff"})
+FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "attach", "run", "create", "rm", "start", "stop", "restart", "kill",
+                           "wait", "rename", "update", "port", "top", "stats", "cp", "system", "pull", "images",
+                           "inspect", "diff"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

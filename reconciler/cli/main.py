@@ -48,6 +48,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('ps', "list containers (or a Swarm cluster's services and tasks)"),
     ('logs', "print a container's logs"),
     ('exec', 'run a command in a running container'),
+    ('attach', "attach to a running container's input and output"),
     ('inspect', 'show containers in detail (JSON or YAML)'),
     ('start', 'start containers'),
     ('stop', 'stop containers'),
@@ -161,6 +162,11 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
     ("start, stop, restart, kill, rm, pause, unpause", "1", "some container was not acted on (no such "
      "container, or a state that refuses it: `kill` of one that does not run): it is said on stderr, the others "
      "are acted on and their names printed, as docker's"),
+    ("attach, start -a", "the container's", "its exit code, once it exited; `start -a`: 0 when the detach keys "
+     "ended it (it runs on), as docker start -a"),
+    ("attach", "1", "the detach keys ended it (`read escape sequence`: the container runs on, as docker attach "
+     "exits), or it could not attach: no such container, one that does not run (stopped, paused or restarting, in "
+     "docker's words), our stdin not a terminal for its terminal (`the input device is not a TTY`: --no-stdin)"),
     ("wait", "0", "every container named stopped: its exit code printed, one line each (the exit codes are "
      "printed, not returned, as docker wait)"),
     ("wait", "1", "some container was not found: said on stderr, the others waited for and their exit codes "

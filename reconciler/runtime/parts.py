@@ -12,7 +12,8 @@ native engine's own parts, so the CLI names no module of `runtime/native/`:
     commit_container / export_container   `commit`, `container export`
     volume_store / export_volume / import_volume   `volume ...`
     network_manager                       `network ...`
-    exec_argv / attach / resize           a terminal attached to `run` and `exec` (conmon's socket)
+    exec_argv / attach / resize           a terminal attached to `run`, `exec` and `attach` (conmon's socket)
+    start_attached                        `start -a`: a start with conmon's socket connected first
     run_foreground                        `run` without a terminal, step by step (the CLI's engine
                                           and an agent's, POST /v1/run)
     create                                a container made, its image pulled if missing (`run`'s
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["attach", "build_image", "commit_container", "container_summaries", "create", "exec_argv", "exec_relayed", "export_container", "export_volume",
            "image_summaries", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
-           "resize", "run_foreground", "save_images", "tag_image", "unpack_context", "volume_store"]
+           "resize", "run_foreground", "save_images", "start_attached", "tag_image", "unpack_context", "volume_store"]
 
 if TYPE_CHECKING:
     Progress = Callable[[str], None]
@@ -248,6 +249,43 @@ def attach(containers: RecordStore, name: str) -> AttachSocket:
     from reconciler.runtime.native.containers import execs
 
     return execs.attach(containers, name)
+
+
+def start_attached(rt: NativeRuntime, name: str) -> AttachSocket:
+    """Start the native container `name` (created or exited), connected to its attach socket
+    before its process runs (at its start's conmon: `ContainerManager.on_next_start`), so none
+    of its output is missed (`start -a`, as `docker start -a` attaches first). Conflict for one
+    that runs already (`attach` connects to it)."""
+    from reconciler.runtime import errors
+    from reconciler.runtime.native.containers import execs
+
+    mgr = rt.containers
+    rec = mgr.get(name)
+    if rec.status == "running":
+        raise errors.Conflict(f"container {rec.name} is running already", hint=f"reconcile attach {rec.name}")
+    connected: list[AttachSocket] = []
+    failed: list[errors.RuntimeBackendError] = []
+
+    def connect(now: Any) -> None:          # in the start, its conmon up and its process not run yet
+        try:
+            connected.append(execs.connect(mgr, now))
+        except errors.RuntimeBackendError as exc:
+            failed.append(exc)
+
+    withdraw = mgr.on_next_start(rec.id, connect)
+    try:
+        rt.start_container(rec.id)
+    except BaseException:
+        for sock in connected:
+            sock.close()
+        raise
+    finally:
+        withdraw()
+    if not connected:       # it runs: its output can still be followed
+        raise failed[0] if failed else errors.RuntimeBackendError(
+            f"cannot attach to container {rec.name}: it was started by another process meanwhile",
+            hint=f"reconcile attach {rec.name}")
+    return connected[0]
 
 
 def resize(containers: RecordStore, name: str, rows: int, cols: int) -> None:

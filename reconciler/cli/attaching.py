@@ -216,7 +216,7 @@ def relay(sock: Any, *, stdin: bool, tty: bool, keys: bytes = b"",
     `tty` and our stdin a terminal that goes to it, ours is raw meanwhile (restored however this
     ends) and `keys` are looked for; `resize(rows, cols)` sets the container's terminal to the
     size of ours, at once and after each SIGWINCH (`_Sizer`). The end of our stdin closes the
-    socket's writing half (conmon then closes the process's stdin)."""
+    socket's writing half (conmon then closes the process's stdin, unless it has a terminal)."""
     import os
     import select
     import socket

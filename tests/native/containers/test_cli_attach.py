@@ -187,9 +187,11 @@ def test_attach_refuses_a_container_that_does_not_run(cli: tuple[Reconcile, Path
     assert "You cannot attach to a stopped container, start it first" in refused.stderr
 
 
-def test_detach_keys_leave_it_running(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
-    """Ctrl-p Ctrl-q (or --detach-keys) ends the attach ("read escape sequence", exit 1), the
-    shell runs on, our terminal as it was; its terminal follows ours (SIGWINCH)."""
+def test_detach_keys_leave_it_running_and_a_new_attach_types_into_it(cli: tuple[Reconcile, Path],
+                                                                      busybox_image: str) -> None:
+    """Ctrl-p Ctrl-q (or --detach-keys) ends the attach, the shell runs on, our terminal as it
+    was; the next attach types into it again (conmon kept its terminal's input open); its
+    terminal follows ours (SIGWINCH); its exit ends the attach with its code."""
     import termios
 
     reconcile, tmp = cli
@@ -213,12 +215,23 @@ def test_detach_keys_leave_it_running(cli: tuple[Reconcile, Path], busybox_image
 
     second = Terminal(tmp, "attach", "--detach-keys", "ctrl-a,x", "shell")
     try:
+        second.type(b"echo two-$((2+2))\r")
+        second.expect(b"two-4")
         second.type(b"\x01x")
         assert second.end() == 1, second.shown
         assert termios.tcgetattr(second.slave) == second.settings
     finally:
         second.close()
     assert _status(reconcile, "shell") == "running"
+
+    third = Terminal(tmp, "attach", "shell")
+    try:
+        third.type(b"echo three-$((3+3)); exit 4\r")
+        assert third.end() == 4, third.shown
+        assert b"three-6" in third.shown
+        assert termios.tcgetattr(third.slave) == third.settings
+    finally:
+        third.close()
 
 
 def test_attach_sends_the_signals_it_gets_to_a_container_without_a_terminal(cli: tuple[Reconcile, Path],

@@ -138,6 +138,12 @@ def create(
         argv.append("-t")
     if stdin:
         argv.append("-i")
+        if terminal:
+            # a terminal's input outlives each attach, as dockerd never closes a TTY container's
+            # stdin: a detach (Ctrl-p Ctrl-q) and a new `attach` type into it again (conmon
+            # closed it at the end of each attach connection). Without a terminal conmon closes
+            # it then, which is the process's EOF (`attach < file` ends: the Engine API's too)
+            argv.append("--leave-stdin-open")
     for arg in runtime.conmon_runtime_args(paths.oci_log):
         argv += ["--runtime-arg", arg]
     sync_r, sync_w = os.pipe()

@@ -23,15 +23,6 @@ __all__ = ["register", "run", "start_attached"]
 SUMMARY = "attach to a running container's input and output"
 
 
-def go_bool(value: str) -> bool:
-    """A Go flag's boolean (strconv.ParseBool): 1 t T TRUE true True, 0 f F FALSE false False."""
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: true or false")
-
-
 def add_detach_keys(parser: argparse.ArgumentParser) -> None:
     """--detach-keys, as `attach` and `start -a` take it."""
     parser.add_argument("--detach-keys", default=None, metavar="KEYS",
@@ -40,7 +31,7 @@ def add_detach_keys(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
-    from reconciler.cli import engines, options
+    from reconciler.cli import engines, options, parsing
 
     parser = subparsers.add_parser(
         "attach", help=SUMMARY,
@@ -51,7 +42,7 @@ def register(subparsers: Any) -> None:
     options.add_engine_options(parser)
     engines.add_runtime_flag(parser, "attach")
     parser.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
-    parser.add_argument("--sig-proxy", type=go_bool, nargs="?", const=True, default=True, metavar="true|false",
+    parser.add_argument("--sig-proxy", type=parsing.go_bool, nargs="?", const=True, default=True, metavar="true|false",
                         help="send the signals this command gets (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, "
                              "SIGUSR2) to the container, when it has no terminal (default true; false: they end "
                              "the attach, the container runs on)")

@@ -14,7 +14,7 @@ __all__ = ["inspect_document", "register", "run"]
 def register(subparsers: Any, form: str | None = None) -> None:
     """The group's parser; `form`: of docker's forms of the top-level commands, only the one the
     command line names (cli/aliases.py)."""
-    from reconciler.cli import aliases, options, output
+    from reconciler.cli import aliases, options, output, parsing
 
     parser = subparsers.add_parser("image", help="manage images (docker's image ls, history, rm, pull, push, tag, "
                                    "save, load, build, inspect, prune)",
@@ -37,7 +37,7 @@ def register(subparsers: Any, form: str | None = None) -> None:
     options.add_engine_options(p)
     output.add_output_flag(p)
     output.add_format_flag(p)
-    p.add_argument("-H", "--human", default=True, type=_boolean, metavar="BOOL",
+    p.add_argument("-H", "--human", default=True, type=parsing.go_bool, metavar="BOOL",
                    help="print sizes and dates in human readable format (default: true; -H=false: bytes and "
                         "RFC 3339 times, as docker history)")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate the image id and the commands")
@@ -52,17 +52,6 @@ def register(subparsers: Any, form: str | None = None) -> None:
     p.set_defaults(run=_prune)
     aliases.register(sub, "image", form)
     parser.set_defaults(run=run)
-
-
-def _boolean(value: str) -> bool:
-    """A docker boolean flag's value (`-H=false`, `--human true`): Go's strconv.ParseBool."""
-    import argparse
-
-    if value in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if value in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: true or false")
 
 
 def run(args: argparse.Namespace) -> int:

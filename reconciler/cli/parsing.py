@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Parser", "intermixed"]
+__all__ = ["Parser", "go_bool", "intermixed"]
 
 _width: int | None = None
 
@@ -103,3 +103,13 @@ def intermixed(parser: argparse.ArgumentParser) -> None:
     (cli/fastpath.py `Spec.more`)."""
     if isinstance(parser, Parser):
         parser.intermixed = True
+
+
+def go_bool(value: str) -> bool:
+    """A docker flag's boolean value (`-H=false`, `--sig-proxy true`), as Go's strconv.ParseBool
+    reads it: 1 t T TRUE true True, 0 f F FALSE false False; an argparse `type=`."""
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: true or false")

@@ -15,10 +15,11 @@ references (env files, bind sources that are regular files). See `reconciler.spe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Collection, Mapping
+from types import MappingProxyType
+from typing import Any, Literal
 
-from reconciler._dataclass import dataclass, field
+from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.spec import tagpolicy
 
 __all__ = [
@@ -449,3 +450,20 @@ class DesiredState:
     selection: Selection | None = None
     # with a selection, the whole revision it was taken from: what `apply` keeps a copy of for rollback
     whole: DesiredState | None = field(default=None, repr=False, compare=False)
+
+    def narrowed(self, containers: Mapping[str, Container], *, images: Collection[str], networks: Collection[str],
+                 volumes: Collection[str], **changes: Any) -> DesiredState:
+        """This revision with only `containers`, and of its Images, Networks and Volumes (declared
+        or external) only those `images`, `networks` and `volumes` name; `changes`: the other
+        fields to set (what took the part says so: `selection`, `elsewhere`). The one narrowing
+        of a revision: a host's part (`spec/placement.py`), a command line's (`spec/selection.py`)."""
+        return dataclasses.replace(
+            self,
+            containers=MappingProxyType(dict(containers)),
+            images=MappingProxyType({n: v for n, v in self.images.items() if n in images}),
+            networks=MappingProxyType({n: v for n, v in self.networks.items() if n in networks}),
+            volumes=MappingProxyType({n: v for n, v in self.volumes.items() if n in volumes}),
+            external_networks=tuple(n for n in self.external_networks if n in networks),
+            external_volumes=tuple(n for n in self.external_volumes if n in volumes),
+            **changes,
+        )

@@ -27,7 +27,6 @@ import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from reconciler._dataclass import dataclasses
 from reconciler.spec import models
 from reconciler.spec.errors import Problem, SpecError
 
@@ -112,12 +111,9 @@ def select(desired: models.DesiredState, host: Mapping[str, str]) -> models.Desi
     images = keep("Image", desired.images)
     networks = keep("Network", desired.networks)
     volumes = keep("Volume", desired.volumes)
-    return dataclasses.replace(
-        desired,
-        containers=MappingProxyType(here),
-        images=MappingProxyType({n: v for n, v in desired.images.items() if n in images}),
-        networks=MappingProxyType({n: v for n, v in desired.networks.items() if n in networks}),
-        volumes=MappingProxyType({n: v for n, v in desired.volumes.items() if n in volumes}),
+    return desired.narrowed(        # an external Network or Volume is every host's: not judged here
+        here, images=images, networks=networks | set(desired.external_networks),
+        volumes=volumes | set(desired.external_volumes),
         elsewhere=MappingProxyType(dict(sorted(elsewhere.items()))),
     )
 

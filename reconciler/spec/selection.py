@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 from reconciler._dataclass import dataclasses
@@ -81,14 +80,8 @@ def select(desired: models.DesiredState, wanted: models.Selection, units: Mappin
     networks = {n for c in chosen.values() for n in c.networks}
     volumes = {m.source for c in chosen.values() for m in c.volumes if m.type == "volume" and m.source}
     images = {c.image_object for c in chosen.values() if c.image_object}
-    return dataclasses.replace(
-        desired,
-        containers=MappingProxyType(chosen),
-        images=MappingProxyType({n: v for n, v in desired.images.items() if n in images}),
-        networks=MappingProxyType({n: v for n, v in desired.networks.items() if n in networks}),
-        volumes=MappingProxyType({n: v for n, v in desired.volumes.items() if n in volumes}),
-        external_networks=tuple(n for n in desired.external_networks if n in networks),
-        external_volumes=tuple(n for n in desired.external_volumes if n in volumes),
+    return desired.narrowed(
+        chosen, images=images, networks=networks, volumes=volumes,
         selection=dataclasses.replace(wanted, units=tuple(sorted(taken)), containers=tuple(names),
                                       project=desired.project),
         whole=desired.whole or desired,

@@ -351,7 +351,9 @@ def compose_page() -> str:
         "Keys starting with `x-` are extensions, allowed anywhere.\n",
         "Part of a project converges as `docker compose up -d web worker` starts it: `reconcile apply DIR web "
         "worker` (`--once`, `diff`, `validate`; `--no-deps` as compose's) makes, changes and starts the services "
-        "named and what they depend on, and nothing else; it prunes none of the rest "
+        "named and what they depend on, and nothing else; of the rest it prunes only the selected services' "
+        "containers scaled away (with their anonymous volumes; scaled to 0, all of them, without `--allow-empty`, "
+        "as `docker compose up -d web` with `scale: 0` removes them) "
         "([README](../../README.md#compose-files), \"Part of a project\").\n",
         "## Top level\n", *_support_table(compose_native.TOP_KEYS),
         "## Services\n", *_support_table(compose_native.service_support(service_keys)),

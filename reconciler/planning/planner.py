@@ -35,9 +35,11 @@ same plan text. The rules are DESIGN §5:
   (`Plan.converging`: no action, not in sync either), a stopped one is started only if its
   restart policy says it should run;
 - prune: inventory minus desired, only owned objects still carrying our labels, never to
-  empty without `allow_empty`, named volumes only with `deletionPolicy: Delete`; of a selection
-  of services (`desired.selection`: `reconcile apply SOURCE web`), only what it answers for
-  (`spec/selection.py` `covers`: a selected compose service's containers scaled away);
+  empty without `allow_empty` (a revision that declares nothing; a selection names what its
+  source declares), named volumes only with `deletionPolicy: Delete`; of a selection of
+  services (`desired.selection`: `reconcile apply SOURCE web`), only what it answers for
+  (`spec/selection.py` `covers`: a selected service's containers scaled away, and the
+  anonymous volumes only they mount);
   on a cluster, a pruned service that is the same compose service (project and service labels)
   as a desired one is that one under an older name (`_compose_renamed`): the cause of its removal
   and of the new one's creation (which waits for it, as for every pruned container) say so;
@@ -453,9 +455,20 @@ class _Planner:
         services answers for (`selection.covers`: every object without one)."""
         d, opts = self.desired, self.options
         wanted = implied.keys(d)
-        self.garbage = sorted(k for k, e in self.inventory.entries.items() if k not in wanted and k[0] != "Image"
-                              and selection.covers(d.selection, k[0], k[1], (e.spec or {}).get("labels") or {}))
-        empty = not (d.containers or d.networks or d.volumes or d.images)
+        entries = self.inventory.entries
+        users: dict[str, dict[str, Any]] = {}       # a volume -> the inventory's containers that mount it
+        if d.selection is not None:
+            for (kind, name), e in entries.items():
+                spec = (e.spec or {}) if kind == "Container" else {}
+                for m in spec.get("volumes") or ():
+                    if m.get("type") == "volume" and m.get("source"):
+                        users.setdefault(m["source"], {})[name] = spec.get("labels") or {}
+        self.garbage = sorted(k for k, e in entries.items() if k not in wanted and k[0] != "Image"
+                              and selection.covers(d, k[0], k[1], (e.spec or {}).get("labels") or {},
+                                                   users.get(k[1], {}) if k[0] == "Volume" else {}))
+        # a source that declares nothing prunes nothing without allow_empty; a selection names what
+        # the source declares (a service scaled to 0 is removed, as `docker compose up web` does)
+        empty = d.selection is None and not (d.containers or d.networks or d.volumes or d.images)
         self.prune_refused = bool(opts.prune and empty and self.garbage and not opts.allow_empty)
         self.prune = opts.prune and not self.prune_refused
         self.drift_check = bool(opts.applied_revision) and opts.applied_revision == d.revision

@@ -298,6 +298,7 @@ def _selected(desired: DesiredState, select: models.Selection, services: list[st
                 units[service].append(name)
         return selection.select(desired, select, units, where=where)
     replicas = {copy: obj for obj, made in copies.items() for copy in made}
+    units = {obj: [] for obj in copies}                 # `replicas: 0`: a Container of none
     for name in desired.containers:
         units.setdefault(replicas.get(name, name), []).append(name)
     return selection.select(desired, select, units, where=where, what="Container")

@@ -32,6 +32,7 @@ from reconciler.spec import (
     units,
     validity,
 )
+from reconciler.spec.selection import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
     # the decryption is imported where a file is checked for it: most manifests name no env
@@ -51,7 +52,6 @@ _BUILD_SECRET_MAX = 1 << 20       # as `reconcile build --secret` reads them
 _JOIN = "container:"                # networks: [container:NAME] joins NAME's network namespace
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _RESERVED_LABEL = "reconciler."
-ANONYMOUS_LABEL = "com.docker.volume.anonymous"     # what Docker and compose label an anonymous volume with
 _WILDCARDS = ("0.0.0.0", "::")  # noqa: S104 - a wildcard host IP conflicts with every address
 _KNOWN_SIGNALS = {s.name for s in signal.Signals}
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",

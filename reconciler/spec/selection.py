@@ -16,10 +16,14 @@ names select. The one rule of what a selection takes and what a pass over it ans
 - an unknown name is a SpecError naming the file and the names there are (a compose project's
   names are checked where profiles are known, `compose.load`: a service a profile disables is
   enabled by naming it, with its profiles, as compose's `WithServicesEnabled`);
-- pruned (`covers`): only the containers the manifests no longer list of a selected compose
-  service (scaled down: its replica 3 of 2). The rest of the revision, what it no longer lists,
-  and every Network and Volume the manifests no longer list are left exactly as they are, until
-  a pass over the whole revision (the planner's one prune rule asks `covers`);
+- pruned (`covers`): only the containers the manifests no longer list of a selected service
+  (scaled down: its replica 3 of 2; scaled to 0: all of them, with no `--allow-empty`, since
+  the name says the source declares it, as `docker compose up web` with `scale: 0` removes
+  them): a compose service's by its labels, a Container's of the manifests by their names
+  (`<name>-N`), and the anonymous volumes only those containers mount, as a pass over the whole
+  revision prunes them. The rest of the revision, what it no longer lists, and every other
+  Network and Volume the manifests no longer list are left exactly as they are, until a pass
+  over the whole revision (the planner's one prune rule asks `covers`);
 - the verdict (converged, exit code), the history row and a rollback are about the selection:
   `DesiredState.selection` records it (`models.Selection`), `state/history.py` keeps it.
 
@@ -30,16 +34,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from reconciler._dataclass import dataclasses
 from reconciler.spec import models
 from reconciler.spec.errors import Problem, SpecError
 
-__all__ = ["COMPOSE_PROJECT", "COMPOSE_SERVICE", "covers", "from_json", "select", "to_json", "unknown"]
+__all__ = ["ANONYMOUS_LABEL", "COMPOSE_PROJECT", "COMPOSE_SERVICE", "covers", "from_json", "select", "to_json", "unknown"]
 
 COMPOSE_PROJECT = "com.docker.compose.project"    # the labels compose puts on a service's containers
 COMPOSE_SERVICE = "com.docker.compose.service"
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"   # what Docker and compose label an anonymous volume with
 _JOIN = "container:"                              # a container joining another's network namespace
 
 
@@ -94,19 +100,33 @@ def _needs(c: models.Container) -> list[str]:
     return [*c.depends_on, *(n.removeprefix(_JOIN) for n in c.networks if n.startswith(_JOIN))]
 
 
-def covers(selection: models.Selection | None, kind: str, name: str, labels: Mapping[str, Any]) -> bool:
-    """Whether a pass over `selection` answers for the inventory's object `kind`/`name` (its
-    recorded `labels`), so may prune it when the manifests no longer list it: every object
-    without a selection; with one, a container it took, or one of a compose service it took
-    (the project's and the service's labels: a replica scaled away); nothing else."""
-    if selection is None:
+def covers(desired: models.DesiredState, kind: str, name: str, labels: Mapping[str, Any],
+           users: Mapping[str, Mapping[str, Any]] = MappingProxyType({})) -> bool:
+    """Whether a pass over `desired` answers for the inventory's object `kind`/`name` (its
+    recorded `labels`; a Volume's `users`: the inventory's containers that mount it -> their
+    labels), so may prune it when `desired` no longer lists it: every object without a
+    selection; with one, of what the whole revision does not list, a container it took, one of
+    a compose service it took (the project's and the service's labels) or a replica
+    `<name>-N` of a Container of the manifests it took (a replica scaled away, to 0 too), and an
+    anonymous volume (`com.docker.volume.anonymous`) only such containers mount; nothing else."""
+    chosen = desired.selection
+    if chosen is None:
         return True
+    whole = desired.whole or desired
+    if kind == "Volume":
+        return ANONYMOUS_LABEL in labels and name not in whole.volumes and bool(users) \
+            and all(covers(desired, "Container", u, of) for u, of in users.items())
     if kind != "Container":
         return False
-    if name in selection.containers:
+    if name in chosen.containers:
         return True
-    return bool(selection.project) and labels.get(COMPOSE_PROJECT) == selection.project \
-        and labels.get(COMPOSE_SERVICE) in selection.units
+    if name in whole.containers:
+        return False
+    if chosen.project:
+        return labels.get(COMPOSE_PROJECT) == chosen.project and labels.get(COMPOSE_SERVICE) in chosen.units
+    base, dash, number = name.rpartition("-")
+    return bool(dash) and base in chosen.units and number.isascii() and number.isdecimal() \
+        and not number.startswith("0")
 
 
 def to_json(selection: models.Selection | None) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.spec.building import anonymous_name
 from tests.helpers.host import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.registry, pytest.mark.slow]
@@ -233,3 +234,84 @@ def test_a_changed_network_that_unselected_services_use_is_refused_and_nothing_s
     after = running(host)
     assert set(after) == set(before)
     assert after != before
+
+
+SCALED = f"""
+    name: sel
+    services:
+      web:{SERVICE}
+        deploy: {{{{replicas: {{web}}}}}}
+        volumes: [/cache]
+      worker:{SERVICE}
+        scale: {{worker}}
+        volumes: [/cache]
+    """
+
+
+def anonymous(host: Host) -> set[str]:
+    """The anonymous volumes the engine has."""
+    return {v for v in made(host)[2] if "-anon-" in v}
+
+
+def cache(*containers: str) -> set[str]:
+    """The anonymous volumes at /cache of `containers`."""
+    return {anonymous_name(c, "/cache") for c in containers}
+
+
+def test_a_selected_service_scaled_down_loses_its_replicas_alone(
+    host: Host, project: Path, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`apply SOURCE web` after web's replicas drop removes web's replicas scaled away and their
+    anonymous volumes, as a pass over all of it would, and touches nothing of worker (scaled down
+    too); web scaled to 0 is named, so its containers go without --allow-empty, as `docker compose
+    up web` with scale 0 removes them."""
+    write(project, SCALED.format(image=busybox_image, web=3, worker=2))
+    assert host.cli("apply", str(project)) == 0
+    first = running(host)
+    assert set(first) == {"sel-web-1", "sel-web-2", "sel-web-3", "sel-worker-1", "sel-worker-2"}
+    assert anonymous(host) == cache(*first)                             # one anonymous volume each
+
+    write(project, SCALED.format(image=busybox_image, web=1, worker=1))
+    assert host.cli("apply", str(project), "web") == 0
+    assert running(host) == {k: first[k] for k in ("sel-web-1", "sel-worker-1", "sel-worker-2")}
+    assert anonymous(host) == cache("sel-web-1", "sel-worker-1", "sel-worker-2")
+
+    write(project, SCALED.format(image=busybox_image, web=0, worker=1))
+    capsys.readouterr()
+    assert host.cli("apply", str(project), "web") == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("converged: revision ")
+    assert running(host) == {k: first[k] for k in ("sel-worker-1", "sel-worker-2")}
+    assert anonymous(host) == cache("sel-worker-1", "sel-worker-2")
+
+    write(project, SCALED.format(image=busybox_image, web=0, worker=0))
+    assert host.cli("apply", str(project), "worker") == 0
+    assert running(host) == {}
+    assert anonymous(host) == set()
+
+
+def test_a_selected_container_of_the_manifests_scaled_down_loses_its_replicas_alone(
+    host: Host, tmp_path: Path, busybox_image: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """reconciler's own manifests: `apply SOURCE shop` after shop's replicas drop removes shop's
+    replicas scaled away, 0 included (no --allow-empty: shop is named), and nothing else; a pass
+    over a source that declares nothing is still refused without --allow-empty."""
+    directory = tmp_path / "m"
+    directory.mkdir()
+    app = directory / "app.yaml"
+    app.write_text(textwrap.dedent(MANIFESTS.format(image=busybox_image)).replace("replicas: 2", "replicas: 3"))
+    assert host.cli("apply", str(directory)) == 0
+    first = running(host)
+    assert set(first) == {"shop-1", "shop-2", "shop-3", "store", "mail"}
+    app.write_text(textwrap.dedent(MANIFESTS.format(image=busybox_image)).replace("replicas: 2", "replicas: 1")
+                   .replace("name: mail", "name: post"))
+    assert host.cli("apply", str(directory), "shop") == 0
+    assert running(host) == {k: first[k] for k in ("shop-1", "store", "mail")}
+    app.write_text(textwrap.dedent(MANIFESTS.format(image=busybox_image)).replace("replicas: 2", "replicas: 0")
+                   .replace("name: mail", "name: post"))
+    assert host.cli("apply", str(directory), "--no-deps", "shop") == 0
+    assert running(host) == {k: first[k] for k in ("store", "mail")}
+    app.write_text("# nothing here now\n")                            # a source that declares nothing
+    capsys.readouterr()
+    assert host.cli("apply", str(directory)) == 1                       # still refused
+    assert "pass --allow-empty to remove everything" in capsys.readouterr().out
+    assert running(host) == {k: first[k] for k in ("store", "mail")}

@@ -350,7 +350,8 @@ def compose_page() -> str:
         "with a problem at their file:line:column. A key the specification does not define is an error too. "
         "Keys starting with `x-` are extensions, allowed anywhere.\n",
         "Part of a project converges as `docker compose up -d web worker` starts it: `reconcile apply DIR web "
-        "worker` (`--once`, `diff`, `validate`; `--no-deps` as compose's) makes, changes and starts the services "
+        "worker` (`--once`, `diff`, `validate`; `--no-deps` as compose's; `reconcile convert DIR web` prints that "
+        "part, as `docker compose config web`) makes, changes and starts the services "
         "named and what they depend on, and nothing else; of the rest it prunes only the selected services' "
         "containers scaled away (with their anonymous volumes; scaled to 0, all of them, without `--allow-empty`, "
         "as `docker compose up -d web` with `scale: 0` removes them) "

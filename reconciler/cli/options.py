@@ -128,16 +128,19 @@ NO_DEPS = (("--no-deps",), "no_deps", "with SERVICE names: not what they depend 
            "--no-deps` (their containers are made and started without waiting for those)")
 
 
-def add_selection_flags(parser: argparse.ArgumentParser) -> None:
+def add_selection_flags(parser: argparse.ArgumentParser, *, no_deps: bool = True,
+                        help_text: str = SERVICES[2]) -> None:
     """SERVICE... after the source, anywhere among the options, and --no-deps (diff, validate;
+    convert's without it, as `docker compose config SERVICE...`, whose output must stand alone;
     apply's are in its SPEC)."""
     from reconciler.cli import parsing
 
-    dest, metavar, help_text = SERVICES
+    dest, metavar, _ = SERVICES
     parser.add_argument(dest, nargs="*", metavar=metavar, help=help_text)
     parsing.intermixed(parser)
-    flags, dest, help_text = NO_DEPS
-    parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
+    if no_deps:
+        flags, dest, help_text = NO_DEPS
+        parser.add_argument(*flags, dest=dest, action="store_true", help=help_text)
 
 
 def selection(args: argparse.Namespace, dest: str = "source") -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import importlib
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -128,10 +128,12 @@ def load(
 
 def convert(
     path: str | os.PathLike[str], *, compose: ComposeOptions | None = None, policy: Policy | None = None,
-    engine: str | None = None, cluster: bool = False,
+    engine: str | None = None, cluster: bool = False, select: models.Selection | None = None,
 ) -> tuple[DesiredState, list[dict[str, Any]]]:
     """The compose project at `path` (or `compose.files`) as native manifest documents, with the
     state they load into; raises SpecError like `load` (also when `path` holds no compose file).
+    With `select` (`reconcile convert DIR web`), the documents and the state of what it selects,
+    as `load`'s (reconciler.spec.selection `documents`): an unknown name is a SpecError there.
 
     The documents name files relative to the project directory (bind sources, build contexts):
     saved there, they load into the same objects with the same spec hashes. `engine` and
@@ -146,8 +148,12 @@ def convert(
         names = ", ".join(compose_mod.COMPOSE_FILES)
         raise SpecError([Problem(target, 0, 0, "", "", "", f"no compose file here (one of {names}); give a "
                                  "directory holding one, or the files with -f")])
-    desired, docs = _load(target, None, True, policy, None, compose, cluster=cluster, engine=engine)
-    return desired, [d.data for d in docs]
+    desired, docs = _load(target, None, True, policy, None, compose, cluster=cluster, engine=engine, select=select)
+    if select is None:
+        return desired, [d.data for d in docs]
+    from reconciler.spec import selection
+
+    return desired, selection.documents(desired, [d.data for d in docs])
 
 
 def _load(
@@ -239,6 +245,7 @@ def _load(
     builder.check_port_conflicts(by_kind["Container"], containers)
     builder.check_addresses(by_kind["Container"], containers, networks)
     builder.check_cycles(by_kind["Container"], containers)
+    objects = containers                    # each Container as declared, before its replicas are made
     if not cluster:
         containers = builder.replicate(by_kind["Container"], containers)
         # on a cluster a mount without source stays so: each copy gets Swarm's own anonymous
@@ -277,18 +284,26 @@ def _load(
         external_volumes=external["Volume"],
     )
     if select is not None:
-        desired = _selected(desired, select, services if compose_files else None, builder.copies,
+        desired = _selected(desired, select, services if compose_files else None, builder.copies, objects,
                             source_files[0] if compose_files and source_files else path)
     return desired, docs
 
 
 def _selected(desired: DesiredState, select: models.Selection, services: list[str] | None,
-              copies: dict[str, list[str]], where: str) -> DesiredState:
+              copies: dict[str, list[str]], objects: Mapping[str, models.Container], where: str) -> DesiredState:
     """The part of `desired` that `select` names (reconciler.spec.selection): a compose
     project's `services` by the containers labelled with each, else Containers by their names
-    in the manifests (`copies`: the replicas `Builder.replicate` made of each)."""
+    in the manifests (`copies`: the replicas `Builder.replicate` made of each). A Container of
+    `objects` (as declared) with `replicas: 0` is its unit's `idle` model: what it depends on and
+    uses, its `dependsOn` named as `replicate` names them."""
     from reconciler.spec import selection
 
+    idle: dict[str, models.Container] = {}
+    for name, made in copies.items():
+        if not made and name in objects:
+            c = objects[name]
+            unit = c.labels.get(selection.COMPOSE_SERVICE, name) if services is not None else name
+            idle[unit] = dataclasses.replace(c, depends_on=tuple(r for d in c.depends_on for r in copies.get(d, [d])))
     units: dict[str, list[str]] = {}
     if services is not None:
         units = {s: [] for s in services}
@@ -296,12 +311,12 @@ def _selected(desired: DesiredState, select: models.Selection, services: list[st
             service = c.labels.get(selection.COMPOSE_SERVICE)
             if service in units:
                 units[service].append(name)
-        return selection.select(desired, select, units, where=where)
+        return selection.select(desired, select, units, where=where, idle=idle)
     replicas = {copy: obj for obj, made in copies.items() for copy in made}
     units = {obj: [] for obj in copies}                 # `replicas: 0`: a Container of none
     for name in desired.containers:
         units.setdefault(replicas.get(name, name), []).append(name)
-    return selection.select(desired, select, units, where=where, what="Container")
+    return selection.select(desired, select, units, where=where, what="Container", idle=idle)
 
 
 def _compose(

@@ -4,7 +4,8 @@
     part = selection.select(desired, models.Selection(("web",)), units, where="compose.yaml")
 
 `reconcile apply SOURCE web worker` (and `--once`, `diff`, `validate`) converges only what the
-names select. The one rule of what a selection takes and what a pass over it answers for:
+names select, and `reconcile convert DIR web` prints its documents (`documents`, as `docker
+compose config web`). The one rule of what a selection takes and what a pass over it answers for:
 
 - a name is a compose service (its containers: `<project>-<service>-1`, its replicas, or its
   `container_name`), or, in reconciler's own manifests, a Container by its `metadata.name` (its
@@ -12,7 +13,9 @@ names select. The one rule of what a selection takes and what a pass over it ans
 - taken: the containers of the names and, unless `deps` is False (`--no-deps`), of everything
   they depend on (`dependsOn`, compose's `depends_on`, and the container whose network namespace
   one joins: `network_mode: service:`), transitively; and the Networks, Volumes and Images those
-  containers use (declared, external or implicit). Nothing else is made, changed or started;
+  containers use (declared, external or implicit). A name scaled to 0 runs no container, and
+  takes what it depends on and uses all the same (`idle`: its Container as declared), as
+  `docker compose up web` does with `scale: 0`. Nothing else is made, changed or started;
 - an unknown name is a SpecError naming the file and the names there are (a compose project's
   names are checked where profiles are known, `compose.load`: a service a profile disables is
   enabled by naming it, with its profiles, as compose's `WithServicesEnabled`);
@@ -35,18 +38,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler._dataclass import dataclasses
 from reconciler.spec import models
 from reconciler.spec.errors import Problem, SpecError
 
-__all__ = ["ANONYMOUS_LABEL", "COMPOSE_PROJECT", "COMPOSE_SERVICE", "covers", "from_json", "select", "to_json", "unknown"]
+__all__ = ["ANONYMOUS_LABEL", "COMPOSE_PROJECT", "COMPOSE_SERVICE", "covers", "documents", "from_json", "select", "to_json", "unknown"]
 
 COMPOSE_PROJECT = "com.docker.compose.project"    # the labels compose puts on a service's containers
 COMPOSE_SERVICE = "com.docker.compose.service"
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"   # what Docker and compose label an anonymous volume with
 _JOIN = "container:"                              # a container joining another's network namespace
+_Doc = TypeVar("_Doc", bound=Mapping[str, Any])
 
 
 def unknown(names: Sequence[str], known: Sequence[str], *, what: str, where: str) -> list[Problem]:
@@ -61,11 +65,14 @@ def unknown(names: Sequence[str], known: Sequence[str], *, what: str, where: str
 
 
 def select(desired: models.DesiredState, wanted: models.Selection, units: Mapping[str, Sequence[str]], *,
-           where: str, what: str = "service") -> models.DesiredState:
+           where: str, what: str = "service", idle: Mapping[str, models.Container] = MappingProxyType({}),
+           ) -> models.DesiredState:
     """The part of `desired` that `wanted` selects (the module's docstring), with
     `DesiredState.selection` saying what was taken. `units`: each name a command line may give
-    -> the names of its containers in `desired`; `where`: the file an unknown name is reported
-    at. SpecError for an unknown name: nothing is selected then."""
+    -> the names of its containers in `desired`; `idle`: a unit of none (scaled to 0) -> its
+    Container as declared, whose dependencies, Networks, Volumes and Images it takes all the
+    same, as `docker compose up web` with `scale: 0` does; `where`: the file an unknown name is
+    reported at. SpecError for an unknown name: nothing is selected then."""
     problems = unknown(wanted.services, list(units), what=what, where=where)
     if problems:
         raise SpecError(problems, hint=f"name {what}s of {where}, or leave the names out to converge all of it")
@@ -79,19 +86,26 @@ def select(desired: models.DesiredState, wanted: models.Selection, units: Mappin
         taken.add(u)
         if not wanted.deps:
             continue
-        for c in units[u]:
-            todo += [unit_of[d] for d in _needs(desired.containers[c]) if d in unit_of and unit_of[d] not in taken]
+        for c in _models(desired, units, idle, u):
+            todo += [unit_of[d] for d in _needs(c) if d in unit_of and unit_of[d] not in taken]
     names = sorted(c for u in taken for c in units[u])
     chosen = {n: desired.containers[n] for n in names}
-    networks = {n for c in chosen.values() for n in c.networks}
-    volumes = {m.source for c in chosen.values() for m in c.volumes if m.type == "volume" and m.source}
-    images = {c.image_object for c in chosen.values() if c.image_object}
+    using = [c for u in taken for c in _models(desired, units, idle, u)]
+    networks = {n for c in using for n in c.networks}
+    volumes = {m.source for c in using for m in c.volumes if m.type == "volume" and m.source}
+    images = {c.image_object for c in using if c.image_object}
     return desired.narrowed(
         chosen, images=images, networks=networks, volumes=volumes,
         selection=dataclasses.replace(wanted, units=tuple(sorted(taken)), containers=tuple(names),
                                       project=desired.project),
         whole=desired.whole or desired,
     )
+
+
+def _models(desired: models.DesiredState, units: Mapping[str, Sequence[str]],
+            idle: Mapping[str, models.Container], unit: str) -> list[models.Container]:
+    """The containers of `unit`, or its Container as declared when it runs none."""
+    return [desired.containers[c] for c in units[unit]] or ([idle[unit]] if unit in idle else [])
 
 
 def _needs(c: models.Container) -> list[str]:
@@ -127,6 +141,32 @@ def covers(desired: models.DesiredState, kind: str, name: str, labels: Mapping[s
     base, dash, number = name.rpartition("-")
     return bool(dash) and base in chosen.units and number.isascii() and number.isdecimal() \
         and not number.startswith("0")
+
+
+def documents(desired: models.DesiredState, docs: Sequence[_Doc]) -> list[_Doc]:
+    """Of the native documents `desired` was loaded from (`spec.convert`'s), those of what its
+    selection took, as `docker compose config web` prints web and what it depends on: a
+    Container a unit it took (a compose service's by its labels, its replicas or none with
+    it), and the Images, Networks and Volumes (declared or external) those containers use. All
+    of them without a selection."""
+    chosen = desired.selection
+    if chosen is None:
+        return list(docs)
+    used = {"Image": set(desired.images), "Network": {*desired.networks, *desired.external_networks},
+            "Volume": {*desired.volumes, *desired.external_volumes}}
+    out = []
+    for doc in docs:
+        meta = doc.get("metadata") or {}
+        name, labels = meta.get("name"), meta.get("labels") or {}
+        if doc.get("kind") == "Container":
+            took = name in chosen.units or name in desired.containers or (
+                bool(chosen.project) and labels.get(COMPOSE_PROJECT) == chosen.project
+                and labels.get(COMPOSE_SERVICE) in chosen.units)
+        else:
+            took = name in used.get(str(doc.get("kind")), ())
+        if took:
+            out.append(doc)
+    return out
 
 
 def to_json(selection: models.Selection | None) -> str:

@@ -9,6 +9,7 @@ tests/compose/test_services_e2e.py.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,40 @@ def test_a_rollback_to_a_selected_pass_applies_that_selection_again(
     assert fake_cli(root, "history", "-o", "json") == 0
     last = json.loads(capsys.readouterr().out)[0]
     assert (last["cause"][:12], last["selection"]["services"]) == ("rollback to ", ["web"])
+
+
+def test_convert_prints_the_services_named_and_their_deps_alone_as_compose_config(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`convert DIR SERVICE...` prints the part `apply DIR SERVICE...` converges, as `docker
+    compose config SERVICE...` (profiles enabled by the name, dependencies followed), saved it
+    validates on its own, a service scaled to 0 with the network it is on; an unknown name is the
+    same problem as apply's and validate's (the compose file, the services there), exit 2."""
+    write(project, "compose.yaml", COMPOSE.replace("{v}", "1") + textwrap.dedent(f"""
+          idle:
+            image: {IMG}
+            scale: 0
+            networks: [jobs]
+            depends_on: [web]
+        networks:
+          jobs: {{}}
+        """).replace("\n", "\n    "))
+    assert main(["convert", "app", "mock-backend", "-o", "json"]) == 0
+    assert [(d["kind"], d["metadata"]["name"]) for d in json.loads(capsys.readouterr().out)] == [
+        ("Network", "app_default"), ("Container", "app-db-1"), ("Container", "app-mock-backend-1")]
+    assert main(["convert", "app", "idle", "-o", "json"]) == 0              # it runs none, web all the same
+    assert [d["metadata"]["name"] for d in json.loads(capsys.readouterr().out)] == [
+        "app_default", "app_jobs", "app-idle", "app-web-1"]
+    assert main(["convert", "app", "idle"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# the compose project 'app' (compose.yaml) as reconciler manifests: services idle, web\n")
+    write(tmp_path / "saved", "app.yaml", out)
+    assert main(["validate", str(tmp_path / "saved")]) == 0
+    assert capsys.readouterr().out.startswith("valid: 1 container, 0 images, 2 networks, 0 volumes in 1 file")
+    assert main(["convert", "-f", "app/compose.yaml", "web", "-o", "json"]) == 0   # with -f every name is one
+    assert [d["metadata"]["name"] for d in json.loads(capsys.readouterr().out)] == ["app_default", "app-web-1"]
+    assert main(["convert", "app", "web", "wrker"]) == 2
+    captured = capsys.readouterr()
+    assert "app/compose.yaml:1:1: services: no such service: 'wrker'; the services here: db, idle, mock-backend, " \
+           "phpmyadmin, web" in captured.out
+    assert captured.err == "invalid: 1 problem\n"

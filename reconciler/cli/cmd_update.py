@@ -4,7 +4,10 @@ stopped one at its next start; inspect shows them. Each container is printed as 
 changed; one that could not be (not found, a change that does not fit it) is said on stderr,
 the others are changed, exit 1. A change wrong in itself (below a minimum, out of range, CPUs
 the host has not) changes nothing, exit 2. Sizes are docker's (`512m`, `1g`: spec/units.py),
-the rules and their words dockerd's (runtime/native/containers/limits.py).
+the rules and their words dockerd's (runtime/limits.py), the same on the native engine and on
+dockerd or Podman (`--runtime docker`: checked here, then the engine's `POST /containers/{id}/update`,
+whose warnings are shown as the native engine's); not on a Swarm (a service's limits are its
+manifest's) nor the fake engine.
 
 A container that manifests own (an agent's, `apply`'s) is changed too, with a warning: the
 change is drift its manifest does not say, which passes leave as it is until the container is
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         change, warnings = rt.checked_update(change)
         for name in args.containers:
             try:
-                rt.update_resources(name, change)
+                warnings += [w for w in rt.update_resources(name, change) if w not in warnings]
                 drift = labels.changed_by_hand(name, rt.inspect_container(name).labels)
             except errors.RuntimeBackendError as exc:
                 print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -45,10 +45,9 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("top", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("stats", "swarm"): "a service's containers run on its nodes: use `docker stats` there",
     ("stats", "fake"): "the fake engine runs no process: use --runtime native or docker",
-    ("update", "docker"): "dockerd keeps its containers' limits itself: use `docker update`",
     ("update", "swarm"): "a service's limits are its manifest's: change spec.resources and apply (or `docker "
                          "service update --limit-memory ...`)",
-    ("update", "fake"): "the fake engine runs no process: use --runtime native",
+    ("update", "fake"): "the fake engine runs no process: use --runtime native or docker",
     ("container diff", "docker"): "dockerd keeps its containers' files itself: use `docker diff`",
     ("container diff", "swarm"): "a service's containers run on its nodes: use `docker diff` there",
     ("container diff", "fake"): "the fake engine keeps no files: use --runtime native",

@@ -239,10 +239,10 @@ _LATER_RESOURCES = ("cpu_period", "cpu_quota", "cpuset_mems", "blkio_weight")
 
 @dataclass(frozen=True)
 class ResourceUpdate:
-    """What `docker update` changes of a container: each field None is left as it is. The
-    native engine's rules (`runtime/native/containers/limits.py`) check it and merge it over the
-    container's Resources and restart policy; the CLI's `update` and the Engine API's
-    `POST /containers/{id}/update` make it."""
+    """What `docker update` changes of a container: each field None is left as it is. Docker's
+    rules (`runtime/limits.py`) check it, on every engine (`Updating`), and the native engine
+    merges it over the container's Resources and restart policy by them (dockerd merges it
+    itself); the CLI's `update` and the Engine API's `POST /containers/{id}/update` make it."""
 
     memory: int | None = None
     memory_swap: int | None = None          # -1: unlimited swap
@@ -740,6 +740,20 @@ class Sizing(Protocol):
     dockerd's and Podman's `GET /containers/json?size=1`). Costly: asked only for what is shown."""
 
     def container_sizes(self, ids: Collection[str]) -> dict[str, tuple[int, int]]: ...
+
+
+@runtime_checkable
+class Updating(Protocol):
+    """An engine that changes a container's limits and restart policy (`docker update`): the
+    change checked alone first by the rules every engine shares (`runtime/limits.py`:
+    InvalidArgument in dockerd's words, nothing changed), then applied to one container (NotFound,
+    or Conflict when it does not fit what the container has); the warnings to show each time
+    (a blkio weight the kernel discards). The native engine's (its cgroups, `runc update`),
+    dockerd's and Podman's (`POST /containers/{id}/update`)."""
+
+    def checked_update(self, update: ResourceUpdate) -> tuple[ResourceUpdate, list[str]]: ...
+
+    def update_resources(self, name_or_id: str, update: ResourceUpdate) -> list[str]: ...
 
 
 @runtime_checkable

@@ -464,6 +464,11 @@ class EngineAPI:
                                           what=f"create container {name}", api_version=api_version)
         return data
 
+    def container_update(self, ident: str, body: Mapping[str, Any]) -> list[str]:
+        """`docker update`: the engine's warnings."""
+        data = self._post(f"/containers/{_q(ident)}/update", body, what=f"update container {ident}") or {}
+        return [str(w) for w in data.get("Warnings") or ()]
+
     def container_inspect(self, ident: str) -> dict[str, Any]:
         data: dict[str, Any] = self._get(f"/containers/{_q(ident)}/json", what=f"container {ident}")
         return data

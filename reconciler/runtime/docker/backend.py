@@ -232,7 +232,9 @@ def container_body(config: base.ContainerConfig, *, endpoints: int = 1, containe
     if res.pids is not None:
         host["PidsLimit"] = res.pids
     reserved: tuple[tuple[str, int | str | None], ...] = (
-        ("MemoryReservation", res.memory_reservation), ("CpuShares", res.cpu_shares), ("CpusetCpus", res.cpuset))
+        ("MemoryReservation", res.memory_reservation), ("CpuShares", res.cpu_shares), ("CpusetCpus", res.cpuset),
+        ("CpuPeriod", res.cpu_period), ("CpuQuota", res.cpu_quota), ("CpusetMems", res.cpuset_mems),
+        ("BlkioWeight", res.blkio_weight))
     for key, setting in reserved:
         if setting is not None:
             host[key] = setting
@@ -281,6 +283,22 @@ def container_body(config: base.ContainerConfig, *, endpoints: int = 1, containe
         raise errors.InvalidArgument(
             f"container {config.name}: aliases need a user-defined network",
             hint="add the container to a Network object")
+    return body
+
+
+def update_body(update: base.ResourceUpdate) -> dict[str, Any]:
+    """The `POST /containers/{id}/update` body of a change, as the docker CLI sends it: each
+    field it names (one it leaves None is left out: as it is), `PidsLimit` as given (0 or -1:
+    no limit), the restart policy by name."""
+    u = update
+    fields: tuple[tuple[str, int | str | None], ...] = (
+        ("Memory", u.memory), ("MemorySwap", u.memory_swap), ("MemoryReservation", u.memory_reservation),
+        ("NanoCpus", _ns(u.cpus) if u.cpus is not None else None), ("CpuShares", u.cpu_shares),
+        ("CpuPeriod", u.cpu_period), ("CpuQuota", u.cpu_quota), ("CpusetCpus", u.cpuset),
+        ("CpusetMems", u.cpuset_mems), ("PidsLimit", u.pids), ("BlkioWeight", u.blkio_weight))
+    body: dict[str, Any] = {key: value for key, value in fields if value is not None}
+    if u.restart is not None:
+        body["RestartPolicy"] = {"Name": u.restart.name, "MaximumRetryCount": u.restart.max_retries}
     return body
 
 
@@ -1143,6 +1161,23 @@ class DockerRuntime:
         """`volumes`: its anonymous volumes go with it (`docker rm -v`; `run --rm`'s removal)."""
         self.api.container_remove(name_or_id, force=force, volumes=volumes)
 
+    def checked_update(self, update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]]:
+        """`docker update`'s change checked by the rules every engine shares (`runtime/limits.py`
+        `checked`: InvalidArgument in dockerd's words when it is wrong in itself, before any
+        container is changed), against the CPUs the engine counts (`/info` NCPU); its cpuset and
+        whether its kernel weighs block I/O the engine checks itself, in the same words."""
+        from reconciler.runtime import limits
+
+        return limits.checked(update, limits.HostLimits(ncpu=int(self.api.info().get("NCPU") or 1)))
+
+    def update_resources(self, name_or_id: str, update: base.ResourceUpdate) -> list[str]:
+        """`docker update`: the change checked (`checked_update`), then sent as the engine's
+        `POST /containers/{id}/update`, which merges it over what the container has by its own
+        rules (dockerd's words: a conflict with it is a Conflict); the warnings to show (the
+        engine's: a blkio weight its kernel discards)."""
+        checked, warnings = self.checked_update(update)
+        return [*warnings, *self.api.container_update(name_or_id, update_body(checked))]
+
     def inspect_container(self, name_or_id: str) -> base.ContainerState:
         # Podman reads the container's /proc/<pid>/cgroup to answer, and a process that ends
         # meanwhile (a restart policy at work) fails the call: the container is there, its state moved
@@ -1407,7 +1442,7 @@ def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
                                          base.ImagePushing, base.Restarting, base.Inspecting, base.ProcessListing,
-                                         base.Statistics, base.PathCopying, base.Sizing]:
+                                         base.Statistics, base.PathCopying, base.Sizing, base.Updating]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; it builds and pushes the Images with build: and push:)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

@@ -246,6 +246,19 @@ class PodmanRuntime(DockerRuntime):
         self._engine_init = False        # no catatonit: Docker's init from now on
         return super().create_container(self._with_host_init(config), auto_remove=auto_remove)
 
+    def update_resources(self, name_or_id: str, update: base.ResourceUpdate) -> list[str]:
+        """As Docker's where Podman's compat API has `POST /containers/{id}/update`; where it has
+        not (Podman 4.3's), a refusal that says what to use: its own `/libpod/.../update` replaces
+        a container's whole cgroup settings (its device rules too) with what it is sent, which
+        `docker update`'s change of a few of them is not."""
+        try:
+            return super().update_resources(name_or_id, update)
+        except api.MissingRoute:
+            raise errors.Unavailable(
+                f"podman {self.api.version().get('Version', '')} does not implement docker update "
+                "(POST /containers/{id}/update) on its Docker-compatible API: nothing changed",
+                hint=f"use `podman update` on its host (podman update --memory ... {name_or_id}), or Docker") from None
+
     def remove_container(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> None:
         """As Docker's: a forced removal kills a running container at once. Podman's own stops it
         first, waiting its stop timeout (10 s by default) for a process that ignores SIGTERM (any

@@ -25,6 +25,7 @@ from reconciler.runtime.native.containers import containers, inspection, sizes
 from reconciler.runtime.native.volumes import volumes as vols
 
 if TYPE_CHECKING:
+    from reconciler.runtime import limits
     from reconciler.runtime.native.containers import health, records, restart
     from reconciler.runtime.native.images.images import ImageStore, ImageUser
     from reconciler.runtime.native.network import ipam
@@ -917,12 +918,32 @@ class NativeRuntime:
 
         return commit.container_changes(self.containers, name_or_id)
 
+    def host_limits(self) -> limits.HostLimits:
+        """What this host lets a container have (`runtime/limits.py` HostLimits): the CPUs this
+        process may run on, its cpuset's CPUs and memory nodes, whether the kernel weighs block
+        I/O (`containers/cgroups.py`)."""
+        from reconciler.runtime import limits
+        from reconciler.runtime.native.containers import cgroups
+
+        cpus, mems = cgroups.cpusets()
+        return limits.HostLimits(ncpu=limits.cpus_available(), cpus=cpus, mems=mems,
+                                 blkio_weight=cgroups.blkio_weight())
+
     def checked_update(self, update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]]:
         """`docker update`'s change as the engine applies it, and the warnings to show;
-        InvalidArgument when it is wrong in itself (`containers/limits.py` `checked`)."""
-        from reconciler.runtime.native.containers import limits
+        InvalidArgument when it is wrong in itself (`runtime/limits.py` `checked`)."""
+        from reconciler.runtime import limits
 
-        return limits.checked(update)
+        return limits.checked(update, self.host_limits())
+
+    def checked_create(self, resources: base.Resources,
+                       restart: base.RestartPolicy) -> tuple[base.Resources, list[str]]:
+        """A create's limits and restart policy as the engine applies them, and the warnings to
+        show (a blkio weight discarded); InvalidArgument in dockerd's words when they are wrong
+        (`runtime/limits.py` `checked_create`): the Engine API's `POST /containers/create`."""
+        from reconciler.runtime import limits
+
+        return limits.checked_create(resources, restart, self.host_limits())
 
     def update_resources(self, name_or_id: str, update: base.ResourceUpdate) -> list[str]:
         """`docker update`: the change checked (`checked_update`) and applied to the container
@@ -1021,7 +1042,7 @@ def _absolute(path: str) -> str:
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
                                           base.ImagePushing, base.Supervised, base.ArchiveTransfer,
                                           base.Restarting, base.Inspecting, base.ProcessListing, base.Statistics,
-                                          base.PathCopying, base.Sizing]:
+                                          base.PathCopying, base.Sizing, base.Updating]:
     """mypy checks here that the engine implements the protocol and every capability the
     executor and the CLI look for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

@@ -1228,7 +1228,8 @@ class ContainerManager(records.RecordStore):
         runtime container where it has one (running, paused, or created and waiting for its
         start: `runc update`), written into its bundle for its next starts, and recorded
         (inspect shows them); journalled as Docker's `update` event."""
-        from reconciler.runtime.native.containers import bundle, limits
+        from reconciler.runtime import limits
+        from reconciler.runtime.native.containers import bundle
 
         rec = self.get(name_or_id)
         with self.lock(rec.id):

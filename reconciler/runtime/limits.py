@@ -1,11 +1,25 @@
-"""`docker update`'s rules on the native engine: what a change of a container's limits and
-restart policy may be, and what the container has after it, as dockerd 20.10 decides them, in
-its words (`reconcile update` and the Engine API's `POST /containers/{id}/update` alike):
+"""Docker's rules of a container's limits and restart policy, in dockerd's words, as dockerd
+20.10 decides them, for every engine that runs single containers: what a create may ask and
+what a change (`docker update`) may be, and what the container has after it. `reconcile
+update` on the native engine and on dockerd or Podman (`runtime/docker/backend.py`: checked
+here first, then sent), the Engine API's `POST /containers/create` and
+`POST /containers/{id}/update` alike:
 
-    checked(update) -> (update, warnings)   the change alone: dockerd's verifyPlatformContainerResources
+    HostLimits                              what the host lets containers have: its CPUs, and
+                                            where the engine knows them (the native engine, its
+                                            cgroups: `native/containers/cgroups.py`) the CPUs and
+                                            memory nodes of its cpuset and whether the kernel
+                                            weighs block I/O; None: the engine checks that itself
+                                            (dockerd, with the same words)
+    checked(update, host, *, create=False) -> (update, warnings)
+                                            the change alone: dockerd's verifyPlatformContainerResources
                                             (the minimums, ranges and conflicts, CPUs and memory nodes
                                             the host has); a blkio weight the kernel cannot apply is
-                                            discarded with dockerd's warning
+                                            discarded with dockerd's warning; `create`: a create's
+                                            settings, which dockerd checks with `update` false (a swap
+                                            limit needs a memory limit; cpu shares left to the kernel)
+    checked_create(resources, restart, host) -> (resources, warnings)
+                                            a create's limits and restart policy by `checked`
     merged(resources, restart, update, *, auto_remove) -> (Resources, RestartPolicy)
                                             the change over what the container has, each field it
                                             leaves None kept; dockerd's UpdateContainer conflicts (a
@@ -14,20 +28,21 @@ its words (`reconcile update` and the Engine API's `POST /containers/{id}/update
                                             AutoRemove container), and a memory limit below the
                                             reservation, whichever of the two the change names
 
-Both raise InvalidArgument (the change is wrong in itself: nothing is changed) or Conflict (it
-does not fit what the container has). Applying the result is `ContainerManager.update_config`'s.
+They raise InvalidArgument (the change is wrong in itself: nothing is changed) or, `merged`,
+Conflict (it does not fit what the container has). Applying the result is the native engine's
+`ContainerManager.update_config`; dockerd merges and applies a change itself, by these rules.
+Stdlib and `runtime.base` only: both backends import it (they import nothing of each other).
 """
 
 from __future__ import annotations
 
 import os
 
-from reconciler._dataclass import dataclasses
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
-from reconciler.runtime.native.containers import cgroups
 
-__all__ = ["MIN_MEMORY", "checked", "merged"]
+__all__ = ["MIN_MEMORY", "HostLimits", "checked", "checked_create", "cpus_available", "merged"]
 
 MIN_MEMORY = 6 * 1024 * 1024            # dockerd's linuxMinMemory: a limit or reservation below it is refused
 _RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
@@ -46,7 +61,7 @@ def _cpu_list(text: str, what: str) -> set[int]:
     return out
 
 
-def _cpus_available() -> int:
+def cpus_available() -> int:
     """The CPUs this process may run on, as Go's runtime.NumCPU counts them (dockerd's sysinfo)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -54,9 +69,22 @@ def _cpus_available() -> int:
         return os.cpu_count() or 1
 
 
-def checked(update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]]:
+@dataclass(frozen=True)
+class HostLimits:
+    """What the engine's host lets a container have, as dockerd's sysinfo says it."""
+
+    ncpu: int                           # the CPUs the engine may run containers on (Go's runtime.NumCPU)
+    cpus: str | None = None             # its cpuset's CPUs ("0-3"); None: the engine checks a cpuset itself
+    mems: str | None = None             # its cpuset's memory nodes; None: the engine checks them itself
+    blkio_weight: bool | None = None    # whether the kernel weighs block I/O; None: the engine discards
+                                        # a weight it cannot apply itself, with the same warning
+
+
+def checked(update: base.ResourceUpdate, host: HostLimits, *,
+            create: bool = False) -> tuple[base.ResourceUpdate, list[str]]:
     """`update` as the engine applies it, and the warnings to show: InvalidArgument when it is
-    wrong in itself (dockerd's verifyPlatformContainerResources)."""
+    wrong in itself (dockerd's verifyPlatformContainerResources); `create`: the settings of a
+    create, as dockerd checks them there."""
     u = update
     warnings: list[str] = []
 
@@ -68,6 +96,9 @@ def checked(update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]
     if u.memory is not None and u.memory_swap is not None and 0 < u.memory_swap < u.memory:
         raise refuse("Minimum memoryswap limit should be larger than memory limit, see usage",
                      "--memory-swap is memory plus swap: give at least --memory, or -1 for unlimited swap")
+    if create and u.memory is None and u.memory_swap is not None and u.memory_swap > 0:
+        raise refuse("You should always set the Memory limit when using Memoryswap limit, see usage",
+                     "give --memory too (--memory-swap is memory plus swap)")
     if u.memory_reservation is not None and u.memory_reservation < MIN_MEMORY:
         raise refuse("Minimum memory reservation allowed is 6MB", "give --memory-reservation 6m or more")
     if u.memory is not None and u.memory_reservation is not None and u.memory < u.memory_reservation:
@@ -79,11 +110,12 @@ def checked(update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]
     if u.cpus is not None and u.cpu_quota is not None:
         raise refuse("Conflicting options: Nano CPUs and CPU Quota cannot both be set",
                      "give --cpus, or --cpu-period and --cpu-quota")
-    ncpu = _cpus_available()
+    ncpu = host.ncpu
     if u.cpus is not None and not 0 < u.cpus <= ncpu:
         raise refuse(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available",
                      f"give --cpus {ncpu} or less")
-    if u.cpu_shares is not None and not 2 <= u.cpu_shares <= 262_144:       # runc's bounds, in its words
+    # runc's bounds, in its words, on a change; a create's the kernel brings within them, as dockerd's
+    if not create and u.cpu_shares is not None and not 2 <= u.cpu_shares <= 262_144:
         raise refuse(f"the {'minimum' if u.cpu_shares < 2 else 'maximum'} allowed cpu-shares is "
                      f"{2 if u.cpu_shares < 2 else 262_144}", "give --cpu-shares 2 to 262144 (1024: a CPU's share)")
     if u.cpu_period is not None and not 1000 <= u.cpu_period <= 1_000_000:
@@ -92,15 +124,18 @@ def checked(update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]
     if u.cpu_quota is not None and 0 <= u.cpu_quota < 1000:
         raise refuse("CPU cfs quota can not be less than 1ms (i.e. 1000)",
                      "give --cpu-quota in microseconds, 1000 or more (-1: no limit)")
-    cpus, mems = cgroups.cpusets()
-    for given, have, what, words in ((u.cpuset, cpus, "cpus", "CPUs"), (u.cpuset_mems, mems, "mems", "memory nodes")):
-        if given is not None and not _cpu_list(given, what) <= _cpu_list(have, what):
+    for given, have, what, words in ((u.cpuset, host.cpus, "cpus", "CPUs"),
+                                     (u.cpuset_mems, host.mems, "mems", "memory nodes")):
+        if given is None:
+            continue
+        wanted = _cpu_list(given, what)
+        if have is not None and not wanted <= _cpu_list(have, what):
             raise refuse(f"Requested {words} are not available - requested {given}, available: {have}",
                          f"give --cpuset-{what} within {have}")
-    if u.blkio_weight is not None and not cgroups.blkio_weight():
+    if u.blkio_weight is not None and host.blkio_weight is False:
         warnings.append(_BLKIO_DISCARDED)
         u = dataclasses.replace(u, blkio_weight=None)
-    if u.blkio_weight is not None and not 10 <= u.blkio_weight <= 1000:
+    if u.blkio_weight is not None and host.blkio_weight and not 10 <= u.blkio_weight <= 1000:
         raise refuse("Range of blkio weight is from 10 to 1000", "give --blkio-weight 10 to 1000")
     if u.restart is not None:
         if u.restart.name not in _RESTART_POLICIES:
@@ -112,6 +147,20 @@ def checked(update: base.ResourceUpdate) -> tuple[base.ResourceUpdate, list[str]
             raise refuse(f"maximum retry count cannot be used with restart policy '{u.restart.name}'",
                          "a count goes with on-failure alone: on-failure:N")
     return u, warnings
+
+
+def checked_create(resources: base.Resources, restart: base.RestartPolicy,
+                   host: HostLimits) -> tuple[base.Resources, list[str]]:
+    """A create's limits and restart policy by dockerd's rules (`checked` with `create`): the
+    limits the container gets (a blkio weight the kernel cannot apply discarded), and the
+    warnings; InvalidArgument, in dockerd's words, when they are wrong."""
+    r = resources
+    update = base.ResourceUpdate(
+        memory=r.memory, memory_swap=r.memory_swap, memory_reservation=r.memory_reservation, cpus=r.cpus,
+        cpu_shares=r.cpu_shares, cpu_period=r.cpu_period, cpu_quota=r.cpu_quota, cpuset=r.cpuset,
+        cpuset_mems=r.cpuset_mems, pids=r.pids, blkio_weight=r.blkio_weight, restart=restart)
+    checked_update, warnings = checked(update, host, create=True)
+    return dataclasses.replace(r, blkio_weight=checked_update.blkio_weight), warnings
 
 
 def merged(resources: base.Resources, restart: base.RestartPolicy, update: base.ResourceUpdate, *,

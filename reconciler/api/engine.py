@@ -192,7 +192,9 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
                                  cpu_shares=host.get("CpuShares") or None, cpuset=host.get("CpusetCpus") or None,
                                  # `--cpu-quota`/`--cpu-period`: the CFS limit in docker's two numbers, kept
                                  # so (inspect shows them, `docker update` changes them), as dockerd keeps them
-                                 cpu_period=host.get("CpuPeriod") or None, cpu_quota=host.get("CpuQuota") or None),
+                                 cpu_period=host.get("CpuPeriod") or None, cpu_quota=host.get("CpuQuota") or None,
+                                 cpuset_mems=host.get("CpusetMems") or None,
+                                 blkio_weight=host.get("BlkioWeight") or None),
         read_only=bool(host.get("ReadonlyRootfs")), cap_add=tuple(host.get("CapAdd") or ()),
         cap_drop=tuple(host.get("CapDrop") or ()), stop_signal=body.get("StopSignal") or None,
         stop_timeout=_stop_timeout(body.get("StopTimeout")), init=bool(host.get("Init")),
@@ -216,8 +218,8 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
 _UNAPPLIED: dict[str, tuple[Any, ...]] = {
     "PidMode": ("",), "IpcMode": ("", "private", "shareable"), "UTSMode": ("",), "UsernsMode": ("", "host"),
     "CgroupnsMode": ("", "host"), "VolumesFrom": (), "VolumeDriver": ("", "local"), "CgroupParent": ("",),
-    "Isolation": ("", "default"), "CpusetMems": ("",), "OomKillDisable": (False,),
-    "MemorySwappiness": (-1,), "KernelMemory": (0,), "KernelMemoryTCP": (0,), "BlkioWeight": (0,),
+    "Isolation": ("", "default"), "OomKillDisable": (False,),
+    "MemorySwappiness": (-1,), "KernelMemory": (0,), "KernelMemoryTCP": (0,),
     "BlkioWeightDevice": (), "BlkioDeviceReadBps": (), "BlkioDeviceWriteBps": (), "BlkioDeviceReadIOps": (),
     "BlkioDeviceWriteIOps": (), "CpuRealtimePeriod": (0,), "CpuRealtimeRuntime": (0,), "DeviceRequests": (),
     "DeviceCgroupRules": (), "StorageOpt": (),
@@ -1359,6 +1361,11 @@ class EngineApi:
             data = body() or {}
             self._runtime_or_400((data.get("HostConfig") or {}).get("Runtime"))
             config = self._named_networks(config_from_create(q.get("name") or f"r_{secrets.token_hex(4)}", data))
+            try:        # dockerd's checks of the limits and restart policy, in its words, before the image's
+                resources, warnings = rt.checked_create(config.resources, config.restart)
+            except rterrors.InvalidArgument as exc:
+                raise HttpError(400, exc.message) from None
+            config = dataclasses.replace(config, resources=resources)
             _image_or_404(rt, config.image)      # the docker CLI pulls on this 404, then creates again
             self._networks_or_400(config)
             config, made = self._anonymous_volumes(config)
@@ -1377,7 +1384,7 @@ class EngineApi:
             except Exception:
                 self._remove_unused(made)
                 raise
-            return 201, {"Id": cid, "Warnings": []}
+            return 201, {"Id": cid, "Warnings": warnings}
         if not parts:
             raise HttpError(404, "page not found")
         ident, action = parts[0], "/".join(parts[1:])

@@ -244,3 +244,76 @@ def test_the_backend_updates_a_running_container_on_dockerd_and_podman(engine: E
                           "/sys/fs/cgroup/pids/pids.max"])
     assert read.stdout.split() == [str(96 * MiB).encode(), b"25000", b"70"], read.stderr
 
+
+def _post(sock: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST `body` as JSON to an Engine API on a Unix socket: (status, the JSON answer)."""
+    import http.client
+    import socket as socketmod
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+            self.sock.connect(sock)
+
+    conn = Conn("localhost", timeout=60)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+# create bodies' HostConfig that dockerd refuses, or takes with a warning, by its checks of limits
+CREATE_LIMITS: tuple[dict[str, Any], ...] = (
+    {"Memory": 1000}, {"MemorySwap": 100 * MiB}, {"Memory": 10 * MiB, "MemorySwap": 5 * MiB},
+    {"MemoryReservation": 1000}, {"Memory": 10 * MiB, "MemoryReservation": 20 * MiB},
+    {"NanoCpus": 500_000_000, "CpuPeriod": 50_000}, {"NanoCpus": 500_000_000, "CpuQuota": 50_000},
+    {"NanoCpus": 4096 * 1_000_000_000}, {"CpuPeriod": 500}, {"CpuPeriod": 2_000_000}, {"CpuQuota": 500},
+    {"CpusetCpus": "0-4095"}, {"CpusetCpus": "x"}, {"CpusetMems": "1-9"}, {"CpusetMems": "0-"},
+    {"BlkioWeight": 5000}, {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 2}},
+    {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": -1}},
+)
+
+
+def test_the_engine_apis_create_checks_limits_as_dockerd_does(
+        tmp_path: Path, host: Any, busybox_image: str, docker: Any, docker_image: PulledImage, scope: Scope) -> None:
+    """The native Engine API's `POST /containers/create` takes CpusetMems and BlkioWeight (it
+    refused both: not applied) and checks a create's limits and restart policy as dockerd does
+    (it checked none): for each body, the status and words dockerd answers, and for one it takes,
+    the same warnings and the same limits in inspect."""
+    from tests.api.test_engine_api import docker as docker_cli
+    from tests.api.test_engine_api import serving
+
+    with serving(host, tmp_path / "docker.sock") as sock:
+        docker_cli(sock, "pull", busybox_image)
+        for n, settings in enumerate(CREATE_LIMITS):
+            theirs = _post("/var/run/docker.sock", f"/v1.41/containers/create?name={scope.name('containers', f'c{n}')}",
+                           {"Image": docker_image.ref, "Cmd": ["true"], "Labels": scope.labels,
+                            "HostConfig": settings})
+            ours = _post(sock, f"/v1.41/containers/create?name=c{n}",
+                         {"Image": busybox_image, "Cmd": ["true"], "HostConfig": settings})
+            assert (ours[0], ours[1].get("message"), ours[1].get("Warnings")) == \
+                (theirs[0], theirs[1].get("message"), theirs[1].get("Warnings")), settings
+            assert theirs[0] in (201, 400), theirs
+
+        taken = {"Memory": 64 * MiB, "CpuPeriod": 50_000, "CpuQuota": 25_000, "CpusetMems": "0", "BlkioWeight": 300}
+        theirs = _post("/var/run/docker.sock", f"/v1.41/containers/create?name={scope.name('containers', 'taken')}",
+                       {"Image": docker_image.ref, "Cmd": ["sleep", "600"], "Labels": scope.labels,
+                        "HostConfig": {**taken, "NetworkMode": "none"}})
+        ours = _post(sock, "/v1.41/containers/create?name=taken",
+                     {"Image": busybox_image, "Cmd": ["sleep", "600"], "HostConfig": {**taken, "NetworkMode": "none"}})
+        assert ours[0] == theirs[0] == 201, (ours, theirs)
+        assert ours[1]["Warnings"] == theirs[1]["Warnings"]
+
+        def shown(sock: str, name: str) -> list[Any]:
+            doc = json.loads(docker_cli(sock, "inspect", name).stdout)[0]["HostConfig"]
+            return [doc[k] for k in taken]
+
+        assert shown(sock, "taken") == shown("/var/run/docker.sock", f"{scope.prefix}-taken")
+        assert shown(sock, "taken")[:4] == [64 * MiB, 50_000, 25_000, "0"]
+        docker_cli(sock, "start", "taken")
+        read = docker_cli(sock, "exec", "taken", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                          "/sys/fs/cgroup/cpuset/cpuset.mems")
+        assert read.stdout.split() == ["25000", "0"]
+        docker_cli(sock, "rm", "-f", "taken")

@@ -248,9 +248,9 @@ class PodmanRuntime(DockerRuntime):
 
     def update_resources(self, name_or_id: str, update: base.ResourceUpdate) -> list[str]:
         """As Docker's where Podman's compat API has `POST /containers/{id}/update`; where it has
-        not (Podman 4.3's), a refusal that says what to use: its own `/libpod/.../update` replaces
-        a container's whole cgroup settings (its device rules too) with what it is sent, which
-        `docker update`'s change of a few of them is not."""
+        not (Podman 4.3's), a refusal that says what to use (its own `/libpod/.../update` takes a
+        whole OCI resources document, not `docker update`'s change of a few fields, and is not
+        sent one made up here)."""
         try:
             return super().update_resources(name_or_id, update)
         except api.MissingRoute:

@@ -604,6 +604,37 @@ def test_restart_backoff_doubles_and_resets(native: tuple[NativeRuntime, str]) -
     assert rm.handle_exit(cid) is None                        # a manual stop cancels
 
 
+def test_the_backoff_outlives_the_restart_manager(native: tuple[NativeRuntime, str]) -> None:
+    """An agent restarted while a container crash-loops (a new restart manager, as a new agent
+    process makes): its engine start does not run the container at once, and the next restart
+    waits twice the last back-off (kept in the record), not 100 ms again. A stop by hand and a
+    start by hand forget it, as dockerd's restart manager is reset by them."""
+    rt, image = native
+    clock = [1000.0]
+    rm = restart.RestartManager(rt.containers, clock=lambda: clock[0])
+    cid = rt.create_container(_cfg(image, "loop", "sh", "-c", "exit 1", restart=base.RestartPolicy("always")))
+    rt.start_container(cid)
+    for _ in range(3):
+        rt.wait_container(cid, timeout=30)
+        delay = rm.handle_exit(cid)
+        assert delay is not None
+        clock[0] += delay
+        assert rm.tick() == [cid]
+    rt.wait_container(cid, timeout=30)                        # exits again: the agent restarts meanwhile
+    again = restart.RestartManager(rt.containers, clock=lambda: clock[0])
+    assert again.boot() == []                                 # not at once: its back-off first
+    assert again.handle_exit(cid) == pytest.approx(0.8)
+    assert again.tick() == []                                 # not due yet
+    clock[0] += 0.8
+    assert again.tick() == [cid]
+    assert rt.inspect_container(cid).restart_count == 4
+    rt.wait_container(cid, timeout=30)
+    rt.stop_container(cid, timeout=0)                         # by hand: the back-off is forgotten
+    rt.start_container(cid)
+    rt.wait_container(cid, timeout=30)
+    assert restart.RestartManager(rt.containers, clock=lambda: clock[0]).handle_exit(cid) == pytest.approx(0.1)
+
+
 def test_a_stop_by_hand_between_a_restarts_decision_and_its_start_wins(native: tuple[NativeRuntime, str]) -> None:
     """A restart due for an exited `always` container, and a `stop` by hand landing just after
     the restart manager looked at the record: the container stays stopped (the decision is

@@ -717,10 +717,13 @@ class ContainerManager(records.RecordStore):
                 logs.get_logger("reconciler.runtime.native.containers.containers").warning(
                     "start hook failed", container=rec.name, id=rec.id[:12], error=str(exc))
 
-    def start(self, name_or_id: str, *, only_if: Callable[[records.Record], bool] | None = None) -> records.Record:
+    def start(self, name_or_id: str, *, only_if: Callable[[records.Record], bool] | None = None,
+              keep_backoff: bool = False) -> records.Record:
         """Start a created or exited container. `only_if`: asked of the record under the
         container's lock, and nothing is started when it says no (a restart checks there that
-        no stop by hand came between its decision and the start)."""
+        no stop by hand came between its decision and the start). `keep_backoff`: a restart
+        policy's start (restart.py), which keeps the record's back-off; any other start forgets it,
+        as a `docker start` resets dockerd's restart manager."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
@@ -776,6 +779,7 @@ class ContainerManager(records.RecordStore):
             rec = dataclasses.replace(rec, status="running", started_at=records.now(), exit_code=None, error=None,
                                       finished_at=None, oom_killed=False, manually_stopped=False,
                                       restarting=False, paused=False,
+                                      restart_delay=rec.restart_delay if keep_backoff else 0.0,
                                       health="starting" if self._has_health(rec) else None,
                                       health_failures=0)
             # its networks' `connect` (as dockerd journals them, before its `start`) and its `start`
@@ -922,10 +926,11 @@ class ContainerManager(records.RecordStore):
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
             if rec.status != "running":
-                rec = dataclasses.replace(self._forwarding(rec, on=False), manually_stopped=True, restarting=False)
+                rec = dataclasses.replace(self._forwarding(rec, on=False), manually_stopped=True, restarting=False,
+                                          restart_delay=0.0)
                 self._save(rec)
                 return rec
-            rec = dataclasses.replace(rec, manually_stopped=True, restarting=False)
+            rec = dataclasses.replace(rec, manually_stopped=True, restarting=False, restart_delay=0.0)
             self._save(rec)
             timeout = rec.config.stop_timeout if timeout is None else timeout
             # every container has its own pid namespace: ending PID 1 ends them all (no --all)

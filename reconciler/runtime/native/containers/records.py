@@ -150,6 +150,9 @@ class Record:
     finished_at: str | None = None
     oom_killed: bool = False
     restart_count: int = 0
+    # the back-off the restart manager waited before its last restart (seconds; 0: none since a
+    # start or stop by hand): the next one doubles it, whichever process makes it (restart.py)
+    restart_delay: float = 0.0
     manually_stopped: bool = False
     health: str | None = None
     health_failures: int = 0

@@ -20,6 +20,12 @@ no restart policy: its exit is answered by its removal (`remove`: the engine's, 
 volumes with it), as dockerd's monitor removes it, whoever started it and whether or not a client
 waits; `boot` removes the ones that exited while no engine watched, as dockerd does at its start.
 
+The back-off outlives the process: the delay waited before a container's last restart is in its
+record (`Record.restart_delay`, with its RestartCount), so the next one doubles it whichever
+process makes it, and counts from the exit: an agent restarted in a crash loop neither starts the
+container at once (`boot` leaves one in its back-off to the watch) nor begins again at 100 ms.
+A stop or a start by hand forgets it, as dockerd's new restart manager does.
+
 A restart waiting its delay is in this process's memory only. The record says so (`restarting`)
 and names the process (`restarter_pid`, `_start`, `_boot`: pid, start time and boot id, as records
 name conmon), so that it is true only while someone will make it: the watch clears the flags it
@@ -92,6 +98,11 @@ def _restarting(on: bool) -> Callable[[records.Record], records.Record]:
                                          restarter_boot=boot)
 
 
+def _restarted(delay: float, *, count: int = 1) -> Callable[[records.Record], records.Record]:
+    """A record's update: `count` restarts more, made after a back-off of `delay` seconds."""
+    return lambda r: dataclasses.replace(r, restart_count=r.restart_count + count, restart_delay=delay)
+
+
 def _mine(rec: records.Record) -> bool:
     """Whether this process set the record's `restarting` (and it is still set)."""
     return rec.restarting and rec.restarter_pid == os.getpid() and rec.restarter_start == procs.start_time(os.getpid())
@@ -103,6 +114,7 @@ class _Pending:
 
     due: float                  # time.monotonic() of the restart
     finished_at: str | None     # the exit this restart answers
+    delay: float = 0.0          # its back-off (the record's restart_delay once it is made)
 
 
 class RestartManager:
@@ -114,7 +126,6 @@ class RestartManager:
         self.clock = clock
         # how an exited AutoRemove container goes (the backend's: with its anonymous volumes)
         self.remove = remove or (lambda cid: manager.remove(cid, force=True))
-        self._delay: dict[str, float] = {}
         self._pending: dict[str, _Pending] = {}
         self._handled: dict[str, str | None] = {}   # id -> finished_at already decided
         self._held: set[str] = set()                # restarted by hand: its exit is no AutoRemove's
@@ -153,9 +164,11 @@ class RestartManager:
                 if rec.restarting:
                     self.manager.update(rec.id, _restarting(False))
                 return None
-            delay = next_delay(self._delay.get(rec.id, 0.0), _seconds(rec.started_at, rec.finished_at))
-            self._delay[rec.id] = delay
-            self._pending[rec.id] = _Pending(due=self.clock() + delay, finished_at=rec.finished_at)
+            delay = next_delay(rec.restart_delay, _seconds(rec.started_at, rec.finished_at))
+            # counted from the exit: one an earlier process saw (the agent restarted) waited already
+            waited = _seconds(rec.finished_at, records.now())
+            self._pending[rec.id] = _Pending(due=self.clock() + max(0.0, delay - waited), finished_at=rec.finished_at,
+                                             delay=delay)
         self.manager.update(rec.id, _restarting(True))
         return delay
 
@@ -182,7 +195,6 @@ class RestartManager:
         """Forget a pending restart (the container was stopped or removed by hand)."""
         with self._lock:
             self._pending.pop(cid, None)
-            self._delay.pop(cid, None)
             self._ended_with.pop(cid, None)
 
     def ended_with(self, cid: str) -> int | None:
@@ -244,10 +256,10 @@ class RestartManager:
                             self._ended_with[r.id] = r.exit_code
                     return due
 
-                self.manager.start(cid, only_if=still_due)
+                self.manager.start(cid, only_if=still_due, keep_backoff=True)
                 if not due:
                     continue                    # stopped by hand (or started) since
-                self.manager.update(cid, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
+                self.manager.update(cid, _restarted(p.delay))
                 restarted.append(cid)
             except rterrors.NotFound:
                 self.cancel(cid)
@@ -255,6 +267,8 @@ class RestartManager:
                 # could not start: treat as a failed run, back off further
                 _log().warning("restart_failed", container=cid, exc_info=True)
                 self._handled.pop(cid, None)
+                with contextlib.suppress(Exception):    # the next try's delay doubles this one
+                    self.manager.update(cid, _restarted(p.delay, count=0))
         return restarted
 
     def _checked(self, ids: Iterable[str]) -> list[records.Record]:
@@ -304,7 +318,10 @@ class RestartManager:
 
         A start here is a restart, counted as the restart manager counts one (so `on-failure:N`
         gives up after N, however many `--once` runs start the engine), unless the container
-        ended with an earlier boot: the reboot's kill, after which dockerd starts it uncounted."""
+        ended with an earlier boot: the reboot's kill, after which dockerd starts it uncounted.
+        One in its back-off (restarted by a restart manager, its exit in this boot) is not started
+        here: the watch's restart of it waits what is left of its delay (`handle_exit`), so an
+        agent restarted in a crash loop does not restart the container at full speed."""
         started = []
         this_boot = procs.boot_id()
         for rec in self._end_unmonitored(self.manager.records()):
@@ -314,8 +331,11 @@ class RestartManager:
             if rec.status != "exited" or rec.id in held:
                 continue
             if _decision(rec, restarting.Moment.RESUME).start:
+                in_this_boot = rec.error is not None or rec.boot_id == this_boot
+                if in_this_boot and rec.restart_delay:
+                    continue                    # crash-looping: the watch restarts it after its back-off
                 try:
-                    if rec.error is not None or rec.boot_id == this_boot:   # it ended in this boot: a restart
+                    if in_this_boot:            # it ended in this boot: a restart
                         self.manager.update(rec.id, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))
                     self.manager.start(rec.id)
                     started.append(rec.id)

@@ -40,12 +40,25 @@ __all__ = ["MISSING", "Struct", "Template", "TemplateError", "document", "go_jso
 
 
 class TemplateError(TerminalError):
-    """A template that does not parse, or fails on a value: docker's "template parsing error",
-    with Go's position (template: :LINE:COLUMN:) and what is wrong; exit 2."""
+    """A template that does not parse (`stage` "parse"), or fails on a value ("execute"): docker's
+    "template parsing error" (either), with Go's position (template: :LINE:COLUMN:) and what is
+    wrong; exit 1, as docker's CLI exits (`worded`: another command's words and code for it:
+    `ps`'s "failed to parse template", inspect's 64)."""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(f"template parsing error: {message}",
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, stage: str = "parse",
+                 lead: str = "template parsing error") -> None:
+        self.detail = message
+        self.stage = stage
+        super().__init__(f"{lead}: {message}",
                          hint=hint or "see docs/reference/cli.md, \"--format\": Go's text/template, as docker's")
+
+    def worded(self, lead: str, *, exit_code: int = 1) -> TemplateError:
+        """The same error as another command of docker's words it (`lead`) and exits."""
+        new = TemplateError(self.detail, hint=self.hint, stage=self.stage, lead=lead)
+        new.exit_code = exit_code
+        return new
 
 
 class _Missing:
@@ -613,7 +626,8 @@ class _Run:
     def fail(self, node: _Node, end: int, message: str, hint: str | None = None) -> TemplateError:
         context = self.src.text[node.pos:end]
         at = node.at if isinstance(node, _Operand) else node.pos
-        return TemplateError(f'{self.src.where(at)}: executing "" at <{context}>: {message}', hint=hint)
+        return TemplateError(f'{self.src.where(at)}: executing "" at <{context}>: {message}', hint=hint,
+                             stage="execute")
 
     def walk(self, nodes: Sequence[_Node], dot: Any, out: list[str]) -> None:
         for node in nodes:

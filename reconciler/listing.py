@@ -354,8 +354,12 @@ def ps_formatted(summaries: Iterable[Mapping[str, Any]], options: Mapping[str, A
 
     now = now or utcnow()
     rows = [r for r in summaries if _shown(r, options)]
-    return gotemplate.render_rows(fmt, [_ps_fields(r, now, trunc=not options["no_trunc"]) for r in rows],
-                                  header("container", PS_HEADERS))
+    try:
+        return gotemplate.render_rows(fmt, [_ps_fields(r, now, trunc=not options["no_trunc"]) for r in rows],
+                                      header("container", PS_HEADERS))
+    except gotemplate.TemplateError as exc:     # docker ps's own words for it (the other lists': gotemplate's)
+        raise exc.worded("failed to parse template" if exc.stage == "parse" else "failed to execute template") \
+            from None
 
 
 def ps_uses_size(fmt: str) -> bool:

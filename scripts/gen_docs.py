@@ -186,8 +186,11 @@ def _format_section(parser: argparse.ArgumentParser) -> list[str]:
         "`le`, `gt`, `ge` (not `define`, `template`, `block`, `call`, `html`, `js`, `urlquery`). Values print as "
         "Go prints them: a list `[a b]`, a map `map[k:v]`, null `<nil>`, a key a map has not `<no value>`. A "
         "template that does not parse, an unknown function, or a field a row or a document's object does not "
-        "have is an error, as docker's: `template parsing error: template: :LINE:COLUMN: ...` (the fields there "
-        "are in its hint), exit 2, nothing printed.\n",
+        "have is an error, as docker's: `template parsing error: template: :LINE:COLUMN: ...` (`ps`: `failed to "
+        "parse template: ...`, `failed to execute template: ...`, as docker ps words them; the fields there "
+        "are in its hint; the column of a parse error too, which Go leaves out), nothing printed, exit 1, as "
+        "docker's CLI exits; an inspect's `-f` that does not parse is refused before anything is looked up, "
+        "exit 64, as docker inspect's.\n",
         "The fields of each row, as docker's formatter names them and writes them (column name in parentheses), "
         "made of what the command lists:\n",
         f"- `ps`: {fields(listing.PS_HEADERS)}, and `.Label \"KEY\"`. `.Command` is quoted and cut to 20 "

@@ -190,8 +190,14 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "answered other than y, or no answer: nothing removed), as docker's"),
     ("system, container prune", "2", "another engine than the native one (`--runtime docker`: `docker system "
      "df|prune` and `docker container prune` are that engine's), or a filter a prune does not take"),
+    ("ps, images, image history, network ls, volume ls", "1", "the --format template does not parse or fails on a "
+     "row (a field the row has not): said with Go's position (`ps`: `failed to parse template`, `failed to "
+     "execute template`; the others: `template parsing error`), nothing printed, as docker's exit"),
+    ("inspect, image inspect, network inspect, volume inspect", "64", "the -f template does not parse: refused "
+     "before anything is looked up, as docker inspect exits (`template parsing error`); one that fails on a "
+     "document: 1"),
     ("inspect, image inspect, network inspect, volume inspect", "1", "some name was not found (all but "
-     "volume inspect still print the others)"),
+     "volume inspect still print the others), or the -f template failed on a document"),
     ("network rm", "1", "some network was not removed (one still has a container attached, or none has that "
      "name): the others are, their names printed"),
     ("network create", "1", "a network of that name exists, or the subnet overlaps another"),

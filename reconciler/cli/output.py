@@ -36,11 +36,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
     from typing import IO, Any
 
-__all__ = ["FORMAT", "FORMATS", "INSPECT_FORMAT", "add_format_flag", "add_output_flag", "emit", "format_of",
+__all__ = ["FORMAT", "FORMATS", "INSPECT_FORMAT", "INSPECT_PARSE_ERROR", "add_format_flag", "add_output_flag", "emit", "format_of",
            "input_file", "output_file", "print_cells", "print_data", "print_json", "print_record", "print_table",
            "print_yaml", "render", "wants_data"]
 
 FORMATS = ("table", "json", "yaml")
+INSPECT_PARSE_ERROR = 64        # an inspect's -f template that does not parse: docker inspect's exit code
 
 def add_output_flag(parser: argparse.ArgumentParser, *, table: bool = True, default: str = "json") -> None:
     """Add `-o/--output` to a subcommand whose output is data: table (default), json or yaml;
@@ -74,7 +75,8 @@ def add_format_flag(parser: argparse.ArgumentParser, *, inspect: bool = False) -
 def format_of(args: argparse.Namespace, *, listing: bool = True) -> str | None:
     """The --format the command line asks for: None when none, or (`listing`) `table` alone
     (the command's own table, as docker's default table); TerminalError (exit 2) when -o is
-    given too: each says what to print."""
+    given too: each says what to print. Not `listing` (an inspect's -f): a template that does not
+    parse is refused here, before anything is looked up, with docker inspect's exit code 64."""
     fmt = getattr(args, "format", None)
     if fmt is None:
         return None
@@ -84,6 +86,13 @@ def format_of(args: argparse.Namespace, *, listing: bool = True) -> str | None:
         raise TerminalError(f"--format and -o/--output both say how to print (--format {fmt!r}, -o {args.output})",
                             hint="give one: --format for a Go template as docker's (--format json: a JSON "
                                  "object a line), or -o table|json|yaml")
+    if not listing and fmt not in ("", "json"):
+        from reconciler import gotemplate
+
+        try:        # an inspect's template parsed before anything is looked up, as docker inspect's
+            gotemplate.parse(fmt)
+        except gotemplate.TemplateError as exc:
+            raise exc.worded("template parsing error", exit_code=INSPECT_PARSE_ERROR) from None
     return None if fmt == "" or (listing and fmt == "table") else fmt
 
 

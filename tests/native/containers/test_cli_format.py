@@ -112,19 +112,30 @@ def test_listings_and_inspect_print_by_docker_templates(reconcile: Reconcile, ho
     reconcile("network", "rm", "fmtnet")
 
 
-def test_template_errors_say_where_and_exit_2(reconcile: Reconcile, busybox_image: str) -> None:
+def test_template_errors_say_where_and_exit_as_dockers(reconcile: Reconcile, busybox_image: str) -> None:
+    """Exit 1, as docker's CLI (28) exits for a template that does not parse or fails on a row, in
+    its words (`ps`'s own); an inspect's that does not parse: 64 before any lookup, as docker
+    inspect's."""
     reconcile("run", "-d", "--name", "web", "--network", "none", busybox_image, "sleep", "1000")
     unknown = reconcile("ps", "--format", "{{.Foo}}", check=False)
-    assert unknown.returncode == 2
+    assert unknown.returncode == 1
     assert unknown.stdout == ""
-    assert ('error: template parsing error: template: :1:2: executing "" at <.Foo>: can\'t evaluate field Foo in '
-            "type container") in unknown.stderr
+    assert ('error: failed to execute template: template: :1:2: executing "" at <.Foo>: can\'t evaluate field Foo '
+            "in type container") in unknown.stderr
     assert "container has .ID, .Image, .Command" in unknown.stderr       # the hint: the fields there are
-    for args in (["ps", "--format", "{{.Names"], ["images", "--format", "{{nofunc .ID}}"],
+    unclosed = reconcile("ps", "--format", "{{.Names", check=False)
+    assert (unclosed.returncode, unclosed.stdout) == (1, "")
+    assert "error: failed to parse template: template: :1:0: unclosed action" in unclosed.stderr
+    for args in (["images", "--format", "{{nofunc .ID}}"], ["images", "--format", "{{.Nope}}"],
                  ["inspect", "-f", "{{.State.Nope}}", "web"], ["volume", "ls", "--format", "{{if}}{{end}}"]):
         failed = reconcile(*args, check=False)
-        assert (failed.returncode, failed.stdout) == (2, ""), args
-        assert "template parsing error: template: :1:" in failed.stderr, args
+        assert (failed.returncode, failed.stdout) == (1, ""), args
+        assert "error: template parsing error: template: :1:" in failed.stderr, args
+    for args in (["inspect", "-f", "{{.Name", "web", "nosuch"], ["volume", "inspect", "-f", "{{end}}", "nosuch"]):
+        failed = reconcile(*args, check=False)
+        assert (failed.returncode, failed.stdout) == (64, ""), args
+        assert "error: template parsing error: template: :1:0:" in failed.stderr, args
+        assert "nosuch" not in failed.stderr.lower(), args              # refused before any lookup
     # a missing map key is Go's <no value>; --format with -o: refused, nothing printed
     assert reconcile("inspect", "-f", "{{.Config.Labels.none}}", "web").stdout == "<no value>\n"
     both = reconcile("ps", "--format", "{{.Names}}", "-o", "json", check=False)

@@ -160,21 +160,33 @@ def run(args: argparse.Namespace) -> int:
         options["size"] = listing.ps_uses_size(fmt)
     selector = _selector(args) if args.filter else {}
     native = engines.is_native(args)
-    if fmt is not None:
+    if fmt is not None or options["size"]:
         # the rows (the agent serves them as JSON; it renders no template), printed by the template
-        # with sizes (size=1) of the rows printed only: all=1 says stopped ones are
+        # (or -s's table here) with sizes (size=1) of the rows printed only: all=1 says stopped ones
+        # are. An agent older than `ps -s` serves them unmeasured: they are measured here instead,
+        # never printed without the sizes asked for
         rows = _agentapi.served(args, "/v1/containers", labels=_labels(selector),
                                 size="1" if options["size"] else None,
                                 all="1" if options["size"] and options["all"] else None) if native else None
-        if not isinstance(rows, list):
+        if not isinstance(rows, list) or not _measured(rows, options):
             rows = _summaries(args, selector, native=native, options=options)
-        sys.stdout.write(listing.ps_formatted(rows, options, fmt))
+        sys.stdout.write(listing.ps_formatted(rows, options, fmt) if fmt is not None else
+                         listing.ps_text(rows, options))
         return 0
     text = _agentapi.printed(args, "/v1/containers", options, labels=selector) if native else None
     if text is None:
         text = listing.ps_text(_summaries(args, selector, native=native, options=options), options)
     sys.stdout.write(text)
     return 0
+
+
+def _measured(rows: list[Any], options: dict[str, Any]) -> bool:
+    """Whether the rows an agent served carry the sizes `options` ask for (`size_rw` on each row
+    printed, as listing.ps_measured picks them): an agent older than `ps -s` ignores size=1."""
+    from reconciler import listing
+
+    printed = listing.ps_measured(options)
+    return printed is None or all(isinstance(r, dict) and "size_rw" in r for r in rows if printed(r))
 
 
 def format_of(args: argparse.Namespace) -> str | None:

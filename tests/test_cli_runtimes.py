@@ -111,3 +111,17 @@ def test_attach_on_another_engine_is_refused_naming_its_client(
     err = capsys.readouterr().err
     assert said in err
     assert hint in err
+
+
+def test_ps_size_on_the_fake_engine_is_what_it_keeps(fake_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ps -s` (and .Size) on the fake engine: no files of a container's own (0B), its image's
+    size as the virtual one, as docker prints them; it was refused ("does not measure")."""
+    assert reconcile(fake_root, "ps", "-a", "-s") == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[-2:] == ["NAMES", "SIZE"]
+    assert sorted(line.split("  ")[-1].strip() for line in table[1:]) == ["0B (virtual 1.02kB)"] * 2
+    assert reconcile(fake_root, "ps", "-s", "-o", "json") == 0
+    assert [(r["name"], r["size_rw"], r["size_root_fs"]) for r in json.loads(capsys.readouterr().out)] == \
+        [("web", 0, 1024)]
+    assert reconcile(fake_root, "ps", "--format", "{{.Names}} {{.Size}}") == 0
+    assert capsys.readouterr().out == "web 0B (virtual 1.02kB)\n"

@@ -24,7 +24,8 @@ What a fake cannot have is simulated simply and deterministically:
   calls seen running at once (how executor tests observe parallelism without timing).
 
 Capabilities beyond the protocol: `base.Renaming` (start-first updates need it), `base.Connecting`
-(with `disconnect_container` beside it, for tests of a container off its network); not building,
+(with `disconnect_container` beside it, for tests of a container off its network), `base.Sizing`
+(`ps -s`: what it truly keeps, no files of a container's own, its image's IMAGE_SIZE); not building,
 pushing, supervision loops or archive transfer.
 """
 
@@ -36,7 +37,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = ["FakeRuntime"]
 
 STATE_FILE = "fake-runtime.json"
 FIRST_PID = 1000                # the made-up PIDs of running containers count up from here
+IMAGE_SIZE = 1024               # every image's size (the fake keeps no layers)
 SUBNETS = ipaddress.IPv4Network("10.89.0.0/16")     # networks without a subnet get a /24 of it
 
 
@@ -156,7 +158,13 @@ class FakeRuntime:
     @staticmethod
     def _image_info(img: Mapping[str, Any]) -> base.ImageInfo:
         return base.ImageInfo(id=img["id"], digest=img["digest"], repo_tags=tuple(img["repo_tags"]),
-                              size=1024, created=img["created"], config=dict(img.get("config") or {}))
+                              size=IMAGE_SIZE, created=img["created"], config=dict(img.get("config") or {}))
+
+    def container_sizes(self, ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """base.Sizing (`ps -s`): the fake keeps no files, so a container's writable layer is 0
+        bytes and its root file system its image's (IMAGE_SIZE), by full id, of the `ids` it has."""
+        with self._lock:
+            return {cid: (0, IMAGE_SIZE) for cid in ids if cid in self.s["containers"]}
 
     def _find_image(self, ref: str) -> Mapping[str, Any] | None:
         n = imagenames.key(ref) if not ref.startswith("sha256:") else ref

@@ -125,3 +125,11 @@ def test_ps_size_on_the_fake_engine_is_what_it_keeps(fake_root: Path, capsys: py
         [("web", 0, 1024)]
     assert reconcile(fake_root, "ps", "--format", "{{.Names}} {{.Size}}") == 0
     assert capsys.readouterr().out == "web 0B (virtual 1.02kB)\n"
+
+
+def test_image_history_on_the_fake_engine_is_refused_saying_where(
+        fake_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["image", "history", "--runtime", "fake", "--root", str(fake_root), "example.test/app:1"]) == 2
+    err = capsys.readouterr().err
+    assert "reconcile image history does not work with --runtime fake" in err
+    assert "use --runtime native or docker" in err

@@ -14,7 +14,7 @@ __all__ = ["inspect_document", "register", "run"]
 def register(subparsers: Any, form: str | None = None) -> None:
     """The group's parser; `form`: of docker's forms of the top-level commands, only the one the
     command line names (cli/aliases.py)."""
-    from reconciler.cli import aliases, options, output, parsing
+    from reconciler.cli import aliases, engines, options, output, parsing
 
     parser = subparsers.add_parser("image", help="manage images (docker's image ls, history, rm, pull, push, tag, "
                                    "save, load, build, inspect, prune)",
@@ -35,6 +35,7 @@ def register(subparsers: Any, form: str | None = None) -> None:
                        "has an id: the engine keeps no intermediate images (<missing>, as docker shows a pulled "
                        "image's).")
     options.add_engine_options(p)
+    engines.add_runtime_flag(p, "image history")
     output.add_output_flag(p)
     output.add_format_flag(p)
     p.add_argument("-H", "--human", default=True, type=parsing.go_bool, metavar="BOOL",
@@ -100,17 +101,25 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    """docker history: the image's steps (ImageStore.history), printed by listing.py."""
+    """docker history: the image's steps (ImageStore.history; another engine's, base.ImageHistory:
+    dockerd's and Podman's GET /images/NAME/history), printed by listing.py."""
     from reconciler import listing
-    from reconciler.cli import cmd_pull, options, output
+    from reconciler.cli import cmd_pull, engines, options, output
 
     fmt = output.format_of(args)        # (over -q, as docker history takes a custom format)
     shown = listing.options_of(listing.HISTORY_FLAGS, args.output, vars(args))
-    if not options.engine_exists(args):             # none: no image, and none made
+    if not engines.is_native(args):
+        rt = engines.open_runtime(args, "image history")
+        try:
+            steps = rt.image_history(args.image)
+        finally:
+            rt.close()
+    elif not options.engine_exists(args):           # none: no image, and none made
         from reconciler.runtime import errors
 
         raise errors.NotFound(f"No such image: {args.image}")
-    steps = cmd_pull.open_store(args).history(args.image)
+    else:
+        steps = cmd_pull.open_store(args).history(args.image)
     sys.stdout.write(listing.history_text(steps, shown) if fmt is None else listing.history_formatted(steps, shown, fmt))
     return 0
 

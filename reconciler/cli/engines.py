@@ -65,6 +65,8 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("start -a", "docker"): "use the engine's own client: `docker start -a`",
     ("start -a", "swarm"): "a service's tasks run on its nodes: use `docker service logs -f SERVICE`",
     ("start -a", "fake"): "the fake engine runs no process: use --runtime native or docker",
+    ("image history", "swarm"): "a cluster stores no image: use `docker history` on a node",
+    ("image history", "fake"): "the fake engine keeps no image config: use --runtime native or docker",
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",

@@ -54,6 +54,7 @@ __all__ = [
     "HealthSupervision",
     "Healthcheck",
     "ImageBuilding",
+    "ImageHistory",
     "ImageInfo",
     "ImagePushing",
     "Inspecting",
@@ -730,6 +731,17 @@ class Statistics(Protocol):
     container that does not run."""
 
     def container_stats(self, name_or_id: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ImageHistory(Protocol):
+    """An engine that tells the steps that made an image (`docker history`), newest first, each
+    as the native store gives them (`ImageStore.history`): `id` (the image's on the newest,
+    `<missing>` below), `created` (RFC 3339, None when unknown), `created_by`, `comment`, `tags`,
+    `size` (the layer the step made), `empty_layer` (the native engine's; dockerd's and Podman's
+    `GET /images/{name}/history`, its empty layers those of size 0)."""
+
+    def image_history(self, ref: str) -> list[dict[str, Any]]: ...
 
 
 @runtime_checkable

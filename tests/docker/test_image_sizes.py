@@ -97,3 +97,33 @@ def test_images_shows_the_size_docker_images_shows(
     loaded = tmp_path / "loaded"
     reconcile(loaded, "load", "-i", str(saved))
     assert shown(loaded, ref) == (want, want_text)
+
+
+def test_image_history_through_dockerd_prints_what_the_native_engine_prints(
+        tmp_path: Path, registry: RegistryServer, scope: Scope) -> None:
+    """`reconcile image history --runtime docker` (dockerd's GET /images/NAME/history) prints
+    what the native engine's prints of the same image pulled from the same registry: each form
+    (table, -H=false, --no-trunc, -q, a template); it was refused (no --runtime)."""
+    layout = tmp_path / "layout"
+    images.write_layout(layout, [images.busybox_layer(), top_layer()], history=[
+        {"created": "2024-03-01T10:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:busybox in / "},
+        {"created": "2024-03-02T11:30:00Z", "created_by": "/bin/sh -c #(nop)  ENV A=1", "empty_layer": True},
+        {"created": "2024-03-03T12:00:00Z", "created_by": "COPY data /data # a step longer than forty-five columns",
+         "comment": "buildkit.dockerfile.v0"},
+    ])
+    ref = f"{registry.host}/{scope.prefix}/history:1"
+    images.push_layout(layout, ref)
+    scope.images.append(ref)
+    docker("pull", "-q", ref)
+    root = tmp_path / "native"
+    reconcile(root, "pull", "-q", ref)
+    forms = ((), ("-H=false",), ("--no-trunc",), ("-q",), ("--format", "{{.ID}}|{{.CreatedAt}}|{{.Size}}|{{.Comment}}"))
+    native = [reconcile(root, "image", "history", *form, ref) for form in forms]
+    assert len(native[0].splitlines()) == 4
+    assert "8.6MB" in native[0]
+    assert "buildkit.dockerfile.v0" in native[0]
+    assert [reconcile(root, "image", "history", "--runtime", "docker", *form, ref) for form in forms] == native
+    theirs = docker("history", "--format", "{{.ID}}|{{.CreatedAt}}|{{.Size}}|{{.Comment}}", ref)
+    assert theirs == native[-1]                                     # and docker history's own
+    rows = json.loads(reconcile(root, "image", "history", "--runtime", "docker", "-o", "json", ref))
+    assert [(r["size"] > 0, r["empty_layer"]) for r in rows] == [(True, False), (False, True), (True, False)]

@@ -90,8 +90,10 @@ def write_layout(
     config: dict[str, object] | None = None,
     tag: str = "latest",
     arch: str = "amd64",
+    history: list[dict[str, object]] | None = None,
 ) -> str:
-    """Write an OCI image layout with gzip layers; returns the manifest digest."""
+    """Write an OCI image layout with gzip layers; returns the manifest digest. `history`: its
+    config's (default: one step per layer, created by "tests")."""
     blobs = path / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
@@ -106,7 +108,7 @@ def write_layout(
         "os": "linux",
         "config": config if config is not None else {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": "tests"} for _ in layers],
+        "history": history if history is not None else [{"created_by": "tests"} for _ in layers],
     }
     cd, cn = _blob(blobs, json.dumps(cfg, sort_keys=True).encode())
     manifest = {

@@ -413,6 +413,12 @@ class EngineAPI:
         data: dict[str, Any] = self._get(f"/images/{_q(ref)}/json", what=f"image {ref}")
         return data
 
+    def image_history(self, ref: str) -> list[dict[str, Any]]:
+        """`GET /images/{ref}/history`: its steps, newest first (Id, Created, CreatedBy, Tags,
+        Size, Comment)."""
+        data: list[dict[str, Any]] = self._get(f"/images/{_q(ref)}/history", what=f"image {ref}") or []
+        return data
+
     def image_remove(self, ref: str, *, force: bool = False) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self._delete(
             f"/images/{_q(ref)}", {"force": _b(force)}, what=f"remove image {ref}") or []

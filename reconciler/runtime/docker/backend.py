@@ -47,6 +47,7 @@ __all__ = [
     "container_body",
     "container_state",
     "demux",
+    "history_step",
     "image_info",
     "log_lines",
     "network_state",
@@ -457,6 +458,18 @@ def image_info(attrs: Mapping[str, Any], ref: str | None = None) -> base.ImageIn
         config=dict(attrs.get("Config") or {}),
         layers=tuple((attrs.get("RootFS") or {}).get("Layers") or ()),
     )
+
+
+def history_step(h: Mapping[str, Any]) -> dict[str, Any]:
+    """One step of `GET /images/{name}/history` as the native store gives it (base.ImageHistory):
+    its time RFC 3339 (None for Go's zero time, before 1970), its tags as the store keys them."""
+    created = int(h.get("Created") or 0)
+    size = int(h.get("Size") or 0)
+    return {"id": str(h.get("Id") or "<missing>"),
+            "created": datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created > 0 else None,
+            "created_by": str(h.get("CreatedBy") or ""), "comment": str(h.get("Comment") or ""),
+            "tags": [imagenames.key(t) for t in h.get("Tags") or () if t != "<none>:<none>"],
+            "empty_layer": size == 0, "size": size}
 
 
 def auth_config(store: rc.CredentialStore, ref: str) -> tuple[str, dict[str, str]] | None:
@@ -1011,6 +1024,11 @@ class DockerRuntime:
     def inspect_image(self, ref: str) -> base.ImageInfo:
         return image_info(self.api.image_inspect(ref), ref)
 
+    def image_history(self, ref: str) -> list[dict[str, Any]]:
+        """base.ImageHistory: the engine's `GET /images/{ref}/history` as the native store's rows
+        (`reconcile image history --runtime docker` prints them as the native engine's)."""
+        return [history_step(h) for h in self.api.image_history(ref)]
+
     def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
         out: list[str] = []
         for item in self.api.image_remove(ref, force=force):
@@ -1442,7 +1460,7 @@ def _renamed_root(root: tarfile.TarInfo, name: str) -> bytes:
 
 def _conforms(rt: DockerRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ArchiveTransfer, base.ImageBuilding,
                                          base.ImagePushing, base.Restarting, base.Inspecting, base.ProcessListing,
-                                         base.Statistics, base.PathCopying, base.Sizing, base.Updating]:
+                                         base.Statistics, base.PathCopying, base.Sizing, base.Updating, base.ImageHistory]:
     """mypy checks here that the backend implements the protocol and its capabilities (dockerd
     supervises its containers itself; it builds and pushes the Images with build: and push:)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

@@ -1042,7 +1042,7 @@ def _absolute(path: str) -> str:
 def _conforms(rt: NativeRuntime) -> tuple[base.Runtime, base.Renaming, base.Connecting, base.ImageBuilding,
                                           base.ImagePushing, base.Supervised, base.ArchiveTransfer,
                                           base.Restarting, base.Inspecting, base.ProcessListing, base.Statistics,
-                                          base.PathCopying, base.Sizing, base.Updating]:
+                                          base.PathCopying, base.Sizing, base.Updating, base.ImageHistory]:
     """mypy checks here that the engine implements the protocol and every capability the
     executor and the CLI look for (the isinstance checks would only say "cannot" at run time)."""
-    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt
+    return rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt, rt

@@ -2,9 +2,11 @@
 registry, as `docker logout`: the credential helper's `erase`, and the `auths` entries of the
 Docker config (`credentials.CredentialStore.erase`). Docker Hub when no SERVER is given.
 
-What docker prints: "Removing login credentials for SERVER", also when there were none. Ours adds
-a warning where reconciler would still find credentials for it (DOCKER_AUTH_CONFIG, Podman's auth
-file), which a logout does not touch.
+What docker prints: "Removing login credentials for SERVER", also when there were none; a helper
+that could not erase them (or a config file that could not be written) is a warning, "WARNING:
+could not erase credentials:" and why, and the exit is 0, as docker's. Ours adds a warning where
+reconciler would still find credentials for it (DOCKER_AUTH_CONFIG, Podman's auth file), which a
+logout does not touch.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def register(subparsers: Any) -> None:
         "logout", help="log out from a registry (forget the credentials login kept)",
         description="Remove the credentials kept for a registry, as `docker logout`: its credential helper's "
         "erase, else its auths entries in $DOCKER_CONFIG/config.json (else ~/.docker/config.json). Defaults to "
-        "Docker Hub. Exit 0 removed (or there were none), 1 the helper failed or the file could not be written.",
+        "Docker Hub. Exit 0, as docker's, also when the helper could not erase them or the file could not be "
+        "written: a warning says so.",
     )
     parser.add_argument("server", nargs="?", default=None, metavar="SERVER",
                         help="the registry, HOST[:PORT] (default: Docker Hub)")
@@ -41,10 +44,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"Removing login credentials for {key}", flush=True)
     try:
         store.erase(registry)
+    except errors.RegistryError as exc:         # docker's warning, and its exit 0
+        print(f"WARNING: could not erase credentials:\n{key}: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+    try:
         left = store.elsewhere(registry)
-    except errors.RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except errors.RegistryError as exc:         # (a DOCKER_AUTH_CONFIG that is not JSON: docker reads none)
+        print(f"WARNING: {exc.message}", file=sys.stderr)
+        left = []
     for place in left:
         undo = "unset it" if place == "DOCKER_AUTH_CONFIG" else f"podman logout {registry}"
         print(f"WARNING: {place} still holds credentials for {key}, which reconciler uses: {undo}", file=sys.stderr)

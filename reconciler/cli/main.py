@@ -148,8 +148,9 @@ EXIT_CODES: tuple[tuple[str, str, str], ...] = (
      "not answer, there was no terminal to ask for what was missing, or the credential helper or the config "
      "file could not keep them: nothing was kept"),
     ("logout", "0", "the credentials are removed, or there were none (`Removing login credentials for SERVER` "
-     "either way, as docker's)"),
-    ("logout", "1", "the credential helper could not erase them, or the config file could not be written"),
+     "either way, as docker's); also when the credential helper could not erase them or the config file could "
+     "not be written, as docker logout exits: then a warning on stderr says so (`WARNING: could not erase "
+     "credentials:` and why)"),
     ("status, reconcile-now", "1", "some source (or, with no agent, some owner's last pass) has an error or "
      "failures, or a container it applied is down now (with no agent also one whose health no probe "
      "observed lately: its status is stale)"),

@@ -165,10 +165,12 @@ class RestartManager:
                     self.manager.update(rec.id, _restarting(False))
                 return None
             delay = next_delay(rec.restart_delay, _seconds(rec.started_at, rec.finished_at))
-            # counted from the exit: one an earlier process saw (the agent restarted) waited already
+            # counted from the exit: one an earlier process saw (the agent restarted) waited already;
+            # never in the tick that decides it, though (DEFAULT_DELAY at least): the tick's callback
+            # (the agent's supervisor) cancels the restart of a container it holds for flapping
             waited = _seconds(rec.finished_at, records.now())
-            self._pending[rec.id] = _Pending(due=self.clock() + max(0.0, delay - waited), finished_at=rec.finished_at,
-                                             delay=delay)
+            self._pending[rec.id] = _Pending(due=self.clock() + max(DEFAULT_DELAY, delay - waited),
+                                             finished_at=rec.finished_at, delay=delay)
         self.manager.update(rec.id, _restarting(True))
         return delay
 

@@ -150,7 +150,9 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
     # an endpoint's aliases are its network's alone (dockerd's): those of the network it joins
     aliases = {net: tuple(dict.fromkeys(ep.aliases)) for net, ep in endpoints.items() if ep.aliases}
     if aliases and mode in ("", "default", "bridge", "host", "none"):
-        raise HttpError(400, _ALIAS_ON_PREDEFINED)
+        from reconciler.runtime.native.network import dns
+
+        raise HttpError(400, dns.ALIAS_ON_PREDEFINED)     # dockerd's words, the engine's connect's too
     fixed = {n: ep for n, ep in endpoints.items() if ep.ipv4 or ep.ipv6}
     own = _primary_endpoint(body, mode, networks, endpoints)
     for net in fixed:
@@ -260,10 +262,6 @@ def _links(given: Iterable[Any], mode: str) -> tuple[str, ...]:
                              "(--network), where a link names its container to the linking one, and every "
                              "container on it reaches the others by name and aliases")
     return tuple(out)
-
-
-# dockerd's words for an alias on the default bridge, host or none (runconfig.ErrUnsupportedNetworkAndAlias)
-_ALIAS_ON_PREDEFINED = "network-scoped alias is supported only for containers in user defined networks"
 
 
 def create_settings(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -468,8 +468,8 @@ class NativeRuntime:
         from reconciler.runtime.native.network import dns
 
         if own.aliases and network == dns.DEFAULT_NETWORK:
-            raise rterrors.InvalidArgument("network-scoped alias is supported only for containers in user defined "
-                                           "networks", hint="connect it to a network of your own (`network create`)")
+            raise rterrors.InvalidArgument(dns.ALIAS_ON_PREDEFINED,
+                                           hint="connect it to a network of your own (`network create`)")
         rec = self.containers.get(name_or_id)
         if network == dns.DEFAULT_NETWORK and not any(n.name == network for n in self.list_networks()):
             self.ensure_network(base.NetworkConfig(name=network))      # made at its first use, as by a start

@@ -47,6 +47,9 @@ __all__ = [
 _FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
 EMBEDDED_DNS = "127.0.0.11"     # Docker's embedded DNS server's address, in every container's namespace
 DEFAULT_NETWORK = "default"     # the engine's default network (Docker's `bridge`): no embedded DNS on it
+# dockerd's words for an alias on the default bridge, host or none (runconfig.ErrUnsupportedNetworkAndAlias):
+# the Engine API's create and the engine's connect (`backend.py` `NativeRuntime.network_connect`) say them
+ALIAS_ON_PREDEFINED = "network-scoped alias is supported only for containers in user defined networks"
 
 
 def embedded(networks: Iterable[str]) -> bool:

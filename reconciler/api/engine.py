@@ -1099,16 +1099,14 @@ class EngineApi:
     def _network(self, term: str) -> NetworkView:
         """The network `term` names, as dockerd finds one (daemon.FindNetwork): its full id, else
         its name (the default network's native name "default" too), else the one id it begins;
-        404 when none, 400 when it begins several."""
-        views = self._networks()
-        by_id = [v for v in views if v.doc["Id"] == term]
-        named = [v for v in views if term in (v.doc["Name"], v.native)]
-        prefixed = [v for v in views if term and v.doc["Id"].startswith(term)]
-        if by_id or named or len(prefixed) == 1:
-            return (by_id or named or prefixed)[0]
-        if prefixed:
-            raise HttpError(400, f"network {term} is ambiguous ({len(prefixed)} matches found based on ID prefix)")
-        raise HttpError(404, f"network {term} not found")
+        404 when none, 400 when it begins several (`ipam.find_network`, the engine's rule too)."""
+        from reconciler.runtime.native.network import ipam
+
+        views = {v.doc["Id"]: v for v in self._networks()}
+        try:
+            return views[ipam.find_network(term, {i: (v.doc["Name"], v.native) for i, v in views.items()})]
+        except (rterrors.NotFound, rterrors.InvalidArgument) as exc:
+            raise HttpError(404 if isinstance(exc, rterrors.NotFound) else 400, exc.message) from None
 
     def _views(self) -> dict[str, NetworkView]:
         return {v.native: v for v in self._networks()}

@@ -523,10 +523,19 @@ class NativeRuntime:
                 endpoints={network: base.EndpointConfig()})
         self._journal_connect(rec.id, network, "disconnect")
 
-    @staticmethod
-    def _bridge_network(network: str, verb: str) -> str:
-        """The engine's name of a network a container is connected to or disconnected from:
-        Docker's `bridge` is its default one; `host` and `none` are no bridge networks."""
+    def _bridge_network(self, network: str, verb: str) -> str:
+        """The engine's name of the network `network` names, which a container is connected to or
+        disconnected from: by its name, id or unique id prefix, as dockerd finds it
+        (`ipam.find_network`, the Engine API's rule too); Docker's `bridge` is the default one
+        (made at its first use); `host` and `none` are no bridge networks. A name no network has
+        is as given (the caller says it is not found, or, `disconnect -f`, drops it)."""
+        from reconciler.runtime.native.network import ipam
+
+        if network not in (containers.DOCKER_DEFAULT, "host", "none"):
+            ids = {n.id: (n.name,) for n in self.list_networks()}
+            ids.update({ipam.predefined_id(self.config.name_prefix, p): (p,) for p in ("host", "none")})
+            with contextlib.suppress(rterrors.NotFound):
+                network = ids[ipam.find_network(network, ids)][0]
         if network in ("host", "none"):
             raise rterrors.InvalidArgument(f"container cannot be {verb} network {network}: the native engine "
                                            "connects bridge networks only",

@@ -109,6 +109,27 @@ def test_a_stopped_container_is_refused_saying_to_start_it(harness: Harness, eng
     assert harness.manager._ipam.endpoints(network="backend") == []
 
 
+def test_connect_and_disconnect_find_networks_and_containers_by_id_as_docker(
+        harness: Harness, engine: NativeRuntime, cli: Reconcile) -> None:
+    """As docker's: the network by its id or a unique id prefix as well as its name, the container
+    by its id, id prefix or name (a prefix several networks' ids begin: test_ipam)."""
+    made = cli("network", "create", "--subnet", harness.subnet(1), "backend").stdout.strip()
+    web = _running(engine, "web")
+    netns = inspect_doc(cli, "web")["NetworkSettings"]["SandboxKey"]
+    prefix = harness.subnet(1).rsplit(".", 1)[0] + "."
+
+    cli("network", "connect", made[:7], web[:6])
+    assert any(a.startswith(prefix) for a in _kernel_addresses(netns))
+    cli("network", "disconnect", made, web)
+    assert not any(a.startswith(prefix) for a in _kernel_addresses(netns))
+    cli("network", "connect", made, "web")
+    cli("network", "disconnect", made[:5], "web")
+    assert sorted(inspect_doc(cli, "web")["NetworkSettings"]["Networks"]) == ["default"]
+    missing = cli("network", "connect", "0" * 12 if not made.startswith("0" * 12) else "f" * 12, "web", check=False)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
+
+
 def test_disconnect_f_removes_the_endpoint_a_container_the_engine_no_longer_has_left(
         harness: Harness, engine: NativeRuntime, cli: Reconcile) -> None:
     """An endpoint whose container has no record (a process killed between a removal and its

@@ -385,3 +385,22 @@ def test_network_ids_are_dockers_64_hex_digits_and_an_older_32_digit_one_reads_s
     assert len(first.id) == 64
     assert first.id.startswith(old)
     int(first.id, 16)
+
+
+def test_a_network_is_found_by_id_name_or_unique_id_prefix_as_dockerd_finds_it() -> None:
+    """`find_network`, dockerd's FindNetwork: a full id first, then a name (any it answers to),
+    then the one id a prefix begins; a prefix of several ids is refused (dockerd's 400), nothing
+    found is NotFound (404)."""
+    a, b, c = "ab12" + "0" * 60, "ab34" + "0" * 60, "cd" + "0" * 62
+    ids = {a: ("front", "front"), b: ("bridge", "default"), c: (a[:12],)}    # c is named like a's prefix
+    assert ipam.find_network(a, ids) == a
+    assert ipam.find_network("front", ids) == a
+    assert ipam.find_network("default", ids) == b
+    assert ipam.find_network(a[:12], ids) == c          # a name before an id prefix, as dockerd
+    assert ipam.find_network("ab3", ids) == b
+    assert ipam.find_network("c", ids) == c
+    with pytest.raises(errors.InvalidArgument, match="network ab is ambiguous \\(2 matches found based on ID prefix\\)"):
+        ipam.find_network("ab", ids)
+    for term in ("ef", "", "back"):
+        with pytest.raises(errors.NotFound, match=f"network {term} not found"):
+            ipam.find_network(term, ids)

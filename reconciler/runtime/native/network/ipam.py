@@ -337,6 +337,27 @@ def network_ids(conn: sqlite3.Connection) -> dict[str, str]:
     return {str(r[0]): network_id(str(r[1])) for r in rows}
 
 
+def find_network(term: str, ids: Mapping[str, Sequence[str]]) -> str:
+    """The id of the network `term` names among `ids` (each network's id: the names it answers
+    to), as dockerd finds one (daemon.FindNetwork): its full id, else its name, else the one id
+    it begins; NotFound when none, InvalidArgument (dockerd's 400) when it begins several. The
+    one rule of the Engine API's network routes and the engine's connect and disconnect
+    (`backend.py` `NativeRuntime.network_connect`: `reconcile network connect|disconnect`)."""
+    if term in ids:
+        return term
+    named = [i for i, names in ids.items() if term in names]
+    if named:
+        return named[0]
+    prefixed = [i for i in ids if term and i.startswith(term)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if prefixed:
+        raise errors.InvalidArgument(f"network {term} is ambiguous ({len(prefixed)} matches found based on ID prefix)",
+                                     hint="give more of its id, or its name (`reconcile network ls`)")
+    raise errors.NotFound(f"network {term} not found",
+                          hint="see `reconcile network ls`, or create it: `reconcile network create NAME`")
+
+
 def predefined_id(prefix: str, name: str) -> str:
     """The id of "host" or "none" as Docker lists them, which the engine keeps no record of (they
     are network modes): made of the name and the engine's name prefix (a state root's own), so

@@ -538,7 +538,8 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
     gateway and prefix lengths from the network's record, its interface's MAC: the one the
     engine gives the veth's container end, `NetworkManager.mac_address`; on a user-defined
     network its aliases (the container's and the endpoint's own), its short id and its host name,
-    which its peers resolve; on the default bridge none, as dockerd's), over what `seen` (inspect's Networks, by native name) says;
+    and its DNSNames, which its peers resolve; on the default bridge none, as dockerd's), over
+    what `seen` (inspect's Networks, by native name) says;
     "none" or "host" for a container in those modes, as dockerd lists them; nothing for one
     that joins another's namespace or was disconnected from every network."""
     import ipaddress
@@ -554,12 +555,15 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
                          "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
                          "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
         return out
-    # as dockerd adds them to an endpoint's: its short id and its host name (dns.peer_names)
-    host = (rec.hostname,) if rec.hostname and rec.hostname != rec.name else ()
+    from reconciler.runtime.native.containers import inspection
+
     for native, ip in rec.ip_addresses.items():
-        # an endpoint's aliases, the container's and its own there; none on the default bridge (dockerd's null)
-        aliases = None if native == network.DEFAULT_NETWORK else [*dict.fromkeys(
-            (*rec.config.aliases, *rec.config.network_aliases.get(native, ()), rec.id[:12], *host))]
+        # an endpoint's aliases and DNS names (inspection.endpoint_names); on a user-defined network
+        # its short id and host name added to the aliases, as dockerd 28 does for a client older than
+        # 1.45 (this API is 1.41); none on the default bridge (dockerd's null)
+        given_aliases, dns_names = inspection.endpoint_names(rec, native)
+        aliases = None if dns_names is None else [*dict.fromkeys((*(given_aliases or ()), rec.id[:12],
+                                                                   *((rec.hostname,) if rec.hostname else ())))]
         given = dict((seen or {}).get(native) or {})
         view = nets.get(native)
         if view is None:                    # (its network's record gone: only what inspect says)
@@ -574,7 +578,7 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
         out[_docker_name(native)] = {
             # the links on the network it was created on, as dockerd keeps them (HostConfig.Links null)
             "IPAMConfig": fixed or None, "Links": list(rec.config.links) if mode[:1] == (native,) and rec.config.links
-            else None, "Aliases": aliases, "NetworkID": view.doc["Id"],
+            else None, "NetworkID": view.doc["Id"],
             "EndpointID": endpoint_id(view.doc["Id"], rec.id), "Gateway": v4.get("Gateway", ""), "IPAddress": ip,
             "IPPrefixLen": ipaddress.ip_network(v4["Subnet"]).prefixlen if v4 else 0,
             "IPv6Gateway": v6.get("Gateway", "") if ip6 else "", "GlobalIPv6Address": ip6,
@@ -583,7 +587,7 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
             # reads the kernel's over it, `seen`)
             "MacAddress": rec.config.mac_addresses.get(native) or network.NetworkManager.mac_address(rec.id, native),
             "DriverOpts": None,
-            **given}
+            **given, "Aliases": aliases, "DNSNames": dns_names}
     return out
 
 

@@ -228,6 +228,10 @@ def test_network_and_container_inspect_say_what_the_kernel_has(engine_api: str, 
     assert one["NetworkSettings"]["Networks"][n1]["Aliases"] == [one["Id"][:12]]
     # dockerd adds the short id and the host name to an endpoint's aliases on a user-defined network
     assert two["NetworkSettings"]["Networks"][n1]["Aliases"] == ["api", two["Id"][:12], "twohost"]
+    # and, as dockerd 28, the names its peers resolve there (none on the default bridge)
+    assert one["NetworkSettings"]["Networks"][n1]["DNSNames"] == ["one", one["Id"][:12]]
+    assert two["NetworkSettings"]["Networks"][n1]["DNSNames"] == ["two", "api", two["Id"][:12], "twohost"]
+    assert one["NetworkSettings"]["Networks"]["bridge"]["DNSNames"] is None
 
     # top level: the default network's endpoint, as dockerd fills it for the default bridge
     settings, on_bridge = one["NetworkSettings"], one["NetworkSettings"]["Networks"]["bridge"]

@@ -109,6 +109,34 @@ def test_a_stopped_container_is_refused_saying_to_start_it(harness: Harness, eng
     assert harness.manager._ipam.endpoints(network="backend") == []
 
 
+def test_inspect_shows_each_endpoints_aliases_and_dns_names_as_dockerd(
+        harness: Harness, engine: NativeRuntime, cli: Reconcile) -> None:
+    """`reconcile inspect` shows each endpoint's Aliases and DNSNames as dockerd 28 keeps them: on
+    a user-defined network the aliases given (a manifest's `aliases`, `network connect --alias`),
+    and the names its peers resolve (its name, those aliases, short id, host name); null on the
+    default network."""
+    cli("network", "create", "--subnet", harness.subnet(0).replace(".0/24", ".0/25"), "front")
+    cli("network", "create", "--subnet", harness.subnet(0).replace(".0/24", ".128/25"), "backend")
+    web = engine.create_container(base.ContainerConfig(name="web", image=IMAGE, command=("sleep", "1000"),
+                                                       networks=("front",), aliases=("site",)))
+    engine.start_container(web)
+    plain = _running(engine, "plain", "front")
+    cli("network", "connect", "--alias", "api", "backend", "web")
+    cli("network", "connect", "default", "web")
+
+    nets = inspect_doc(cli, "web")["NetworkSettings"]["Networks"]
+    assert nets["front"]["Aliases"] == ["site"]
+    assert nets["front"]["DNSNames"] == ["web", "site", web[:12]]
+    assert nets["backend"]["Aliases"] == ["site", "api"]
+    assert nets["backend"]["DNSNames"] == ["web", "site", "api", web[:12]]
+    assert (nets["default"]["Aliases"], nets["default"]["DNSNames"]) == (None, None)
+    ends = inspect_doc(cli, "plain")["NetworkSettings"]["Networks"]["front"]
+    assert (ends["Aliases"], ends["DNSNames"]) == (None, ["plain", plain[:12]])
+    # what the names say is what a peer resolves
+    ping = engine.exec(plain, ["busybox", "ping", "-c", "1", "-W", "3", "site"])
+    assert ping.exit_code == 0, ping.stdout + ping.stderr
+
+
 def test_connect_and_disconnect_find_networks_and_containers_by_id_as_docker(
         harness: Harness, engine: NativeRuntime, cli: Reconcile) -> None:
     """As docker's: the network by its id or a unique id prefix as well as its name, the container

@@ -15,7 +15,7 @@ from reconciler.runtime import base
 from reconciler.runtime.native.containers import records, summaries
 from reconciler.runtime.native.volumes import volumes
 
-__all__ = ["document", "host_config", "mount_points", "network_mode"]
+__all__ = ["document", "endpoint_names", "host_config", "mount_points", "network_mode"]
 
 
 def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
@@ -231,9 +231,27 @@ def _networks(rec: records.Record) -> dict[str, dict[str, Any]]:
         ipam = _fixed(cfg, n)
         if local:
             ipam = {**(ipam or {}), "LinkLocalIPs": local}
+        aliases, dns_names = endpoint_names(rec, n)
         out[n] = {"IPAddress": ip, "GlobalIPv6Address": rec.ip6_addresses.get(n, ""), "IPAMConfig": ipam,
-                  "MacAddress": mac, "GwPriority": int(cfg.gw_priorities.get(n) or 0)}
+                  "MacAddress": mac, "GwPriority": int(cfg.gw_priorities.get(n) or 0),
+                  "Aliases": aliases, "DNSNames": dns_names}
     return out
+
+
+def endpoint_names(rec: records.Record, network: str) -> tuple[list[str] | None, list[str] | None]:
+    """An endpoint's `Aliases` and `DNSNames` as dockerd 28 keeps them (API 1.45 on): on a
+    user-defined network the aliases given, the container's (a manifest's or compose's `aliases`:
+    on each of its networks) then the endpoint's own (`network connect --alias`, `--network-alias`,
+    `EndpointsConfig.Aliases`), null when none; its DNS names, the names its peers there resolve
+    (`dns.peer_names`: its name, those aliases, its short id, its host name). Both null on the
+    default network, which has no names of its own. The Engine API adds the short id and host name
+    to the aliases, as dockerd does for a client older than 1.45 (`api/engine.py` `endpoint_settings_of`)."""
+    from reconciler.runtime.native.network import dns
+
+    if network == dns.DEFAULT_NETWORK:
+        return None, None
+    given = list(dict.fromkeys((*rec.config.aliases, *rec.config.network_aliases.get(network, ()))))
+    return given or None, list(dns.peer_names(rec.name, given, rec.id, rec.hostname))
 
 
 def _link_local(iface: dict[str, Any]) -> list[str]:

@@ -538,8 +538,9 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
     gateway and prefix lengths from the network's record, its interface's MAC: the one the
     engine gives the veth's container end, `NetworkManager.mac_address`; on a user-defined
     network its aliases (the container's and the endpoint's own), its short id and its host name,
-    and its DNSNames, which its peers resolve; on the default bridge none, as dockerd's), over
-    what `seen` (inspect's Networks, by native name) says;
+    and its DNSNames, which its peers resolve; on the default bridge none, as dockerd's; no
+    address yet on a network a stopped container was connected to), over what `seen` (inspect's
+    Networks, by native name) says;
     "none" or "host" for a container in those modes, as dockerd lists them; nothing for one
     that joins another's namespace or was disconnected from every network."""
     import ipaddress
@@ -557,7 +558,8 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
         return out
     from reconciler.runtime.native.containers import inspection
 
-    for native, ip in rec.ip_addresses.items():
+    for native in inspection.endpoint_networks(rec):
+        ip = rec.ip_addresses.get(native, "")
         # an endpoint's aliases and DNS names (inspection.endpoint_names); on a user-defined network
         # its short id and host name added to the aliases, as dockerd 28 does for a client older than
         # 1.45 (this API is 1.41); none on the default bridge (dockerd's null)
@@ -579,13 +581,16 @@ def endpoint_settings_of(rec: Any, nets: Mapping[str, NetworkView],
             # the links on the network it was created on, as dockerd keeps them (HostConfig.Links null)
             "IPAMConfig": fixed or None, "Links": list(rec.config.links) if mode[:1] == (native,) and rec.config.links
             else None, "NetworkID": view.doc["Id"],
-            "EndpointID": endpoint_id(view.doc["Id"], rec.id), "Gateway": v4.get("Gateway", ""), "IPAddress": ip,
-            "IPPrefixLen": ipaddress.ip_network(v4["Subnet"]).prefixlen if v4 else 0,
+            # (no address: a stopped container connected, before its start attaches it there)
+            "EndpointID": endpoint_id(view.doc["Id"], rec.id) if ip else "",
+            "Gateway": v4.get("Gateway", "") if ip else "", "IPAddress": ip,
+            "IPPrefixLen": ipaddress.ip_network(v4["Subnet"]).prefixlen if v4 and ip else 0,
             "IPv6Gateway": v6.get("Gateway", "") if ip6 else "", "GlobalIPv6Address": ip6,
             "GlobalIPv6PrefixLen": ipaddress.ip_network(v6["Subnet"]).prefixlen if ip6 and v6 else 0,
             # the MAC the engine gives the interface: the one asked for, else derived (inspect
             # reads the kernel's over it, `seen`)
-            "MacAddress": rec.config.mac_addresses.get(native) or network.NetworkManager.mac_address(rec.id, native),
+            "MacAddress": rec.config.mac_addresses.get(native)
+            or (network.NetworkManager.mac_address(rec.id, native) if ip else ""),
             "DriverOpts": None,
             **given, "Aliases": aliases, "DNSNames": dns_names}
     return out
@@ -1133,6 +1138,8 @@ class EngineApi:
         views = self._views()
         out: dict[str, dict[str, str]] = {}
         for rec in self.runtime.containers.records():
+            if view.native not in rec.ip_addresses and view.doc["Name"] not in ("host", "none"):
+                continue        # (a stopped container connected there: no endpoint until its start)
             if view.doc["Name"] not in endpoint_settings_of(rec, views):
                 continue
             ep = self._endpoints(rec, views, inspect=True)[view.doc["Name"]]

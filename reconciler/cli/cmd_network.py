@@ -5,7 +5,8 @@ disconnect NET CONTAINER | prune`: the native engine's networks.
 and which containers hold which address); `create` and `rm` make and remove one as `docker
 network create`/`rm` do (through the engine's network manager: its bridge, addresses and rules);
 `connect` and `disconnect` put a container on a network or take it off, as `docker network
-connect`/`disconnect` (a running one gets or loses an interface in its namespace: the engine's
+connect`/`disconnect` (a running one gets or loses an interface in its namespace, a created or
+stopped one at its next start; the network by name, id or id prefix: the engine's
 `network_connect`/`network_disconnect`, which the Engine API's are too); `prune` removes the
 networks no container uses (the engine's `prune`), as `docker network prune`.
 """
@@ -58,8 +59,9 @@ def register(subparsers: Any) -> None:
     connect = sub.add_parser("connect", help="connect a container to a network",
                              description="Connect a container to a network, as `docker network connect` does: a "
                              "running one gets an interface there at once (its address in its namespace, its names "
-                             "in its peers' hosts files), one created and not started yet at its start; kept for "
-                             "its next starts.")
+                             "in its peers' hosts files), one created or stopped at its next start (inspect names "
+                             "the network before); kept for its next starts. The network by its name, id or a "
+                             "unique id prefix, the container by its name, id or id prefix.")
     connect.add_argument("network", metavar="NETWORK")
     connect.add_argument("container", metavar="CONTAINER")
     connect.add_argument("--alias", action="append", default=[], metavar="ALIAS",
@@ -69,7 +71,8 @@ def register(subparsers: Any) -> None:
     disconnect = sub.add_parser("disconnect", help="disconnect a container from a network",
                                 description="Disconnect a container from a network, as `docker network disconnect` "
                                 "does: a running one loses its interface there at once (its address, its names in "
-                                "its peers' hosts files).")
+                                "its peers' hosts files), one created or stopped has none there at its next start. "
+                                "The network and the container as `connect` finds them.")
     disconnect.add_argument("network", metavar="NETWORK")
     disconnect.add_argument("container", metavar="CONTAINER")
     disconnect.add_argument("-f", "--force", action="store_true",

@@ -249,6 +249,36 @@ def test_network_and_container_inspect_say_what_the_kernel_has(engine_api: str, 
     docker(engine_api, "network", "rm", n1)
 
 
+def test_a_stopped_container_joins_and_leaves_a_network_at_its_next_start(
+        engine_api: str, host: Host, busybox_image: str) -> None:
+    """As dockerd: `docker network connect` of a stopped container is recorded for its next start
+    (inspect lists the network, no address yet; the start gives it an interface there), and so is
+    a disconnect (the start has none there); by the network's id prefix too."""
+    n1 = f"{host.config.name_prefix}n1"
+    docker(engine_api, "pull", busybox_image)
+    nid = docker(engine_api, "network", "create", "--subnet", host.subnet, n1).stdout.strip()
+    sid = docker(engine_api, "run", "-d", "--name", "s", busybox_image, "sleep", "300").stdout.strip()
+    docker(engine_api, "stop", "-t", "0", "s")
+
+    docker(engine_api, "network", "connect", "--alias", "late", nid[:10], "s")
+    nets = _inspect(engine_api, "s")["NetworkSettings"]["Networks"]
+    assert sorted(nets) == sorted(["bridge", n1])
+    assert (nets[n1]["IPAddress"], nets[n1]["Aliases"]) == ("", ["late", sid[:12]])
+    assert sid not in _net(engine_api, n1)["Containers"]      # no endpoint until its start
+    docker(engine_api, "start", "s")
+    ip = _inspect(engine_api, "s")["NetworkSettings"]["Networks"][n1]["IPAddress"]
+    assert ipaddress.ip_address(ip) in ipaddress.ip_network(host.subnet)
+    assert f"inet {ip}/" in docker(engine_api, "exec", "s", "ip", "-4", "-o", "addr").stdout
+
+    docker(engine_api, "stop", "-t", "0", "s")
+    docker(engine_api, "network", "disconnect", n1, "s")
+    assert list(_inspect(engine_api, "s")["NetworkSettings"]["Networks"]) == ["bridge"]
+    docker(engine_api, "start", "s")
+    assert f"inet {ip}/" not in docker(engine_api, "exec", "s", "ip", "-4", "-o", "addr").stdout
+    docker(engine_api, "rm", "-f", "s")
+    docker(engine_api, "network", "rm", n1)
+
+
 def test_the_default_network_is_dockers_bridge_and_host_and_none_are_listed(
         engine_api: str, host: Host, busybox_image: str) -> None:
     docker(engine_api, "pull", busybox_image)

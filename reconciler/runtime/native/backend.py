@@ -456,9 +456,11 @@ class NativeRuntime:
         """`docker network connect`: of a running container, an interface more in its namespace
         (ContainerManager.connect_running: veth, addresses, names; kept in its record for its next
         starts); of one created and not started yet (what compose does between create and start),
-        its record's networks (ContainerManager.reconnect: its start attaches it); any other is a
-        Conflict (start it first). `ipv4`/`ipv6`: its fixed addresses there from then on
-        (`--ip`/`--ip6`); `endpoint`: its interface settings there, its aliases its names on that
+        and of one exited, as dockerd records them for the next start, its record's networks
+        (ContainerManager.reconnect: its start attaches it, inspect shows the network before); a
+        dead one (it cannot start again) is a Conflict. The container by its name, id or id
+        prefix, the network by its name, id or unique id prefix (`_bridge_network`), as docker
+        finds them. `ipv4`/`ipv6`: its fixed addresses there from then on (`--ip`/`--ip6`); `endpoint`: its interface settings there, its aliases its names on that
         network alone (an endpoint's, as dockerd's: gone with a disconnect), none on the default
         network (dockerd's 400). `bridge` is Docker's name of the default network, which is made
         at its first use, as by a start; `host` and `none` are no bridge networks to connect to.
@@ -491,12 +493,13 @@ class NativeRuntime:
     def network_disconnect(self, name_or_id: str, network: str, *, force: bool = False) -> None:
         """`docker network disconnect`: of a running container, its interface there deleted, with
         its addresses and names (ContainerManager.disconnect_running: the ports it served and the
-        default route move to the network that serves them now); of one created and not started
-        yet, its record's networks (ContainerManager.reconnect); any other is a Conflict. A
+        default route move to the network that serves them now); of one created or exited, its
+        record's networks (ContainerManager.reconnect: its next start is not on it); any other
+        is a Conflict. A
         container created without a network stays on the default one through a connect to another
         and its disconnect, as Docker's. `force` (`-f`), as dockerd's: a container the engine no
         longer has loses the endpoint it left on `network` (NetworkManager.drop_leftover), and one
-        created loses a network that is gone. Journalled as Docker's `disconnect` event."""
+        created or exited loses a network that is gone. Journalled as Docker's `disconnect` event."""
         network = self._bridge_network(network, "disconnected from")
         try:
             rec = self.containers.get(name_or_id)
@@ -506,7 +509,7 @@ class NativeRuntime:
             self._network_state(network)
             self._journal_connect(self._net().drop_leftover(name_or_id, network), network, "disconnect")
             return
-        if not (force and rec.status == "created"):
+        if not (force and rec.status in ("created", "exited")):
             self._network_state(network)
         if rec.status == "running":
             self.containers.disconnect_running(rec.id, network)
@@ -552,12 +555,14 @@ class NativeRuntime:
 
     @staticmethod
     def _not_started(rec: records.Record, verb: str) -> None:
-        """A container whose networks a connect or disconnect changes in its record: created and
-        not started yet, on bridge networks (its namespace made at its start). A Conflict for one
-        that ran (the engine connects a running one, or one before its first start)."""
-        if rec.status != "created":
-            raise rterrors.Conflict(f"network {verb} of a {rec.status} container: start it, or {verb} it before it "
-                                    "starts", hint=f"`reconcile start {rec.name}`, then {verb} it")
+        """A container whose networks a connect or disconnect changes in its record, as dockerd
+        records it for the next start: created (not started yet) or exited, on bridge networks
+        (its namespace made again at its start; one whose restart is pending starts so too). A
+        Conflict for one that cannot start again (dead: its secrets gone with a reboot); the
+        engine connects a running one (a paused one too, as dockerd)."""
+        if rec.status not in ("created", "exited"):
+            raise rterrors.Conflict(f"network {verb} of a {rec.status} container: it cannot start again",
+                                    hint=f"see `reconcile inspect {rec.name}`; remove it and create it again")
         if not rec.netns_path:
             raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
                                            "connected to other bridge networks")

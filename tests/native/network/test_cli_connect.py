@@ -95,18 +95,43 @@ def test_connect_and_disconnect_a_running_container_as_docker_network_does(
     assert "web is not connected to network backend" in twice.stderr
 
 
-def test_a_stopped_container_is_refused_saying_to_start_it(harness: Harness, engine: NativeRuntime,
-                                                           cli: Reconcile) -> None:
-    """A container that ran and stopped keeps its namespace and networks: a connect (disconnect) is
-    refused, exit 1, naming what to do; nothing changes."""
+def test_a_stopped_container_is_connected_and_disconnected_at_its_next_start(
+        harness: Harness, engine: NativeRuntime, cli: Reconcile) -> None:
+    """As dockerd: `network connect` of a container that ran and exited records the network for
+    its next start (inspect names it, without an address, before the start; a peer there reaches
+    it by its alias after), and `disconnect` of a stopped one takes it off for its next start
+    (its interface there gone); its exit code stays until then."""
     cli("network", "create", "--subnet", harness.subnet(1), "backend")
     web = _running(engine, "web")
+    peer = _running(engine, "peer", "backend")
     engine.stop_container(web, timeout=0)
-    refused = cli("network", "connect", "backend", "web", check=False)
-    assert refused.returncode == 1
-    assert "network connect of a exited container" in refused.stderr
-    assert "reconcile start web" in refused.stderr
-    assert harness.manager._ipam.endpoints(network="backend") == []
+    exited = inspect_doc(cli, "web")["State"]
+    address = harness.subnet(1).replace(".0/24", ".78")
+
+    done = cli("network", "connect", "--alias", "api", "--ip", address, "backend", "web")
+    assert (done.stdout, done.stderr) == ("", "")
+    doc = inspect_doc(cli, "web")
+    assert (doc["State"]["Status"], doc["State"]["ExitCode"]) == ("exited", exited["ExitCode"])
+    nets = doc["NetworkSettings"]["Networks"]
+    assert sorted(nets) == ["backend", "default"]
+    assert nets["backend"]["IPAMConfig"] == {"IPv4Address": address}
+    assert nets["backend"]["Aliases"] == ["api"]
+    cli("start", "web")
+    netns = inspect_doc(cli, "web")["NetworkSettings"]["SandboxKey"]
+    assert f"{address}/24" in _kernel_addresses(netns)       # its interface there, in its namespace
+    assert inspect_doc(cli, "web")["NetworkSettings"]["Networks"]["backend"]["IPAddress"] == address
+    ping = engine.exec(peer, ["busybox", "ping", "-c", "1", "-W", "3", "api"])
+    assert ping.exit_code == 0, ping.stdout + ping.stderr
+
+    engine.stop_container(web, timeout=0)
+    gone = cli("network", "disconnect", "backend", "web")
+    assert (gone.stdout, gone.stderr) == ("", "")
+    assert sorted(inspect_doc(cli, "web")["NetworkSettings"]["Networks"]) == ["default"]
+    cli("start", "web")
+    netns = inspect_doc(cli, "web")["NetworkSettings"]["SandboxKey"]
+    assert not any(a.startswith(address) for a in _kernel_addresses(netns))
+    assert [e.container_id for e in harness.manager._ipam.endpoints(network="backend")] == [peer]
+    assert engine.exec(peer, ["busybox", "ping", "-c", "1", "-W", "1", "api"]).exit_code != 0
 
 
 def test_inspect_shows_each_endpoints_aliases_and_dns_names_as_dockerd(

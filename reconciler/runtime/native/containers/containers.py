@@ -1090,19 +1090,21 @@ class ContainerManager(records.RecordStore):
                   ipv4_addresses: Mapping[str, str] | None = None,
                   ipv6_addresses: Mapping[str, str] | None = None,
                   endpoints: Mapping[str, base.EndpointConfig] | None = None) -> records.Record:
-        """Give a container that was created and not started yet other networks and aliases
-        (`docker network connect` between create and start, as compose does), and fixed
+        """Give a container that was created and not started yet, or has exited, other networks
+        and aliases (`docker network connect` between create and start, as compose does, or of a
+        stopped container, which dockerd records for its next start), and fixed
         addresses on them (None: those it has, on the networks it keeps), and the interface
         settings `endpoints` names (its MAC address, link-local addresses, gateway priority and
         own aliases on a network; those it has stay on the networks it keeps). Its runtime container and network
-        namespace are dropped now; its start makes them again (as after a reboot), attached to
-        the new networks, where a fixed address is checked."""
+        namespace are dropped now, with its addresses (inspect shows its networks without one, as
+        dockerd a stopped container's); its start makes them again (as after a reboot), attached
+        to the new networks, where a fixed address is checked. Its exit code and times stay."""
         rec = self._load(name_or_id)
         with self.lock(rec.id):
             rec = self.refresh(self._load(rec.id))
-            if rec.status != "created":
-                raise rterrors.Conflict(f"container {rec.name} is {rec.status}: its networks change only before "
-                                        "its first start", hint="remove it and create it with the networks it needs")
+            if rec.status not in ("created", "exited"):
+                raise rterrors.Conflict(f"container {rec.name} is {rec.status}: its networks change here only "
+                                        "while it does not run", hint="stop it first, or connect it while it runs")
             nets = tuple(dict.fromkeys(networks)) or ("none",)   # disconnected from all, until a connect
             if not rec.netns_path or (nets != ("none",) and set(nets) & {"none", "host"}):
                 raise rterrors.InvalidArgument(f"container {rec.name}: only a container on bridge networks can be "
@@ -1117,7 +1119,8 @@ class ContainerManager(records.RecordStore):
                                       ipv4_addresses={n: a for n, a in v4.items() if n in nets},
                                       ipv6_addresses={n: a for n, a in v6.items() if n in nets})
             cfg = base.with_endpoints(cfg, {n: e for n, e in (endpoints or {}).items() if n in nets})
-            rec = dataclasses.replace(rec, pid=None, conmon_pid=None, config=cfg)
+            rec = dataclasses.replace(rec, pid=None, conmon_pid=None, config=cfg, ip_addresses={}, ip6_addresses={},
+                                      published=())
             self._save(rec)
             return rec
 

@@ -15,7 +15,7 @@ from reconciler.runtime import base
 from reconciler.runtime.native.containers import records, summaries
 from reconciler.runtime.native.volumes import volumes
 
-__all__ = ["document", "endpoint_names", "host_config", "mount_points", "network_mode"]
+__all__ = ["document", "endpoint_names", "endpoint_networks", "host_config", "mount_points", "network_mode"]
 
 
 def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
@@ -222,8 +222,9 @@ def _networks(rec: records.Record) -> dict[str, dict[str, Any]]:
     by_address = {ip: iface for iface in found.values() for ip in iface["ipv4"]}
     out: dict[str, dict[str, Any]] = {}
     cfg = rec.config
-    for n, ip in rec.ip_addresses.items():
-        iface = by_address.get(ip)
+    for n in endpoint_networks(rec):
+        ip = rec.ip_addresses.get(n, "")
+        iface = by_address.get(ip) if ip else None
         if iface is None:
             mac, local = cfg.mac_addresses.get(n, ""), list(cfg.link_local_ips.get(n) or ())
         else:
@@ -236,6 +237,13 @@ def _networks(rec: records.Record) -> dict[str, dict[str, Any]]:
                   "MacAddress": mac, "GwPriority": int(cfg.gw_priorities.get(n) or 0),
                   "Aliases": aliases, "DNSNames": dns_names}
     return out
+
+
+def endpoint_networks(rec: records.Record) -> list[str]:
+    """The networks inspect shows an endpoint of: those the container is on (`Record.attached_networks`,
+    a network a connect or disconnect of a stopped one changed too, before its start attaches it
+    there: its address "" until then, as dockerd's), then any other its record holds an address on."""
+    return list(dict.fromkeys((*rec.attached_networks(), *rec.ip_addresses)))
 
 
 def endpoint_names(rec: records.Record, network: str) -> tuple[list[str] | None, list[str] | None]:

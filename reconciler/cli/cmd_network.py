@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
                              description="Show networks in detail (JSON, or YAML with -o yaml).")
     output.add_output_flag(inspect, table=False)
     output.add_format_flag(inspect, inspect=True)
-    inspect.add_argument("names", nargs="+", metavar="NAME")
+    inspect.add_argument("names", nargs="+", metavar="NETWORK", help="a network by its name, id or unique id prefix")
     create = sub.add_parser("create", help="create a bridge network",
                             description="Create a bridge network, as `docker network create` does (a Network "
                             "manifest makes one declaratively).")
@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
     rm = sub.add_parser("rm", aliases=["remove"], help="remove networks no container is attached to",
                         description="Remove networks, as `docker network rm` does: refused while a container is "
                         "attached.")
-    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.add_argument("names", nargs="+", metavar="NETWORK", help="a network by its name, id or unique id prefix")
     connect = sub.add_parser("connect", help="connect a container to a network",
                              description="Connect a container to a network, as `docker network connect` does: a "
                              "running one gets an interface there at once (its address in its namespace, its names "
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     missing = []
     for name in args.names:
         try:
-            state, members = manager.inspect_network(name)
+            state, members = manager.inspect_network(manager.find(name))
         except errors.NotFound:
             missing.append(name)
             continue
@@ -213,7 +213,7 @@ def _remove(args: argparse.Namespace, manager: Any) -> int:
     rc = 0
     for name in args.names:
         try:
-            manager.remove_network(name)
+            manager.remove_network(manager.find(name))
             print(name)
         except errors.RuntimeBackendError as exc:
             print(f"error: {exc}", file=sys.stderr)

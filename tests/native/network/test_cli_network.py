@@ -54,6 +54,10 @@ def test_inspect_lists_members_and_fails_for_unknown(tmp_path: Path) -> None:
     missing = _cli(tmp_path, "inspect", "shop", "nope")
     assert missing.returncode == 1
     assert "no such network: nope" in missing.stderr
+    # by its id, or a unique id prefix, as docker network inspect finds one
+    ids = {d["name"]: d["id"] for d in json.loads(_cli(tmp_path, "inspect", "shop", "backend").stdout)}
+    for term in (ids["shop"], ids["shop"][:6]):
+        assert [d["name"] for d in json.loads(_cli(tmp_path, "inspect", term).stdout)] == ["shop"]
 
 
 def test_create_then_rm_a_network_as_docker_network_does(harness: Harness) -> None:
@@ -81,9 +85,11 @@ def test_create_then_rm_a_network_as_docker_network_does(harness: Harness) -> No
     again = cli("create", "backend")
     assert again.returncode == 1
     assert "already exists" in again.stderr
-    gone = cli("rm", "backend", "nope")
+    cli("create", "--subnet", harness.subnet(2), "other")
+    other = json.loads(cli("inspect", "other").stdout)[0]["id"]
+    gone = cli("rm", other[:7], "backend", "nope")      # by an id prefix too, printed as given (docker's)
     assert gone.returncode == 1
-    assert gone.stdout == "backend\n"
+    assert gone.stdout == f"{other[:7]}\nbackend\n"
     assert "nope" in gone.stderr
     assert json.loads(cli("ls", "-o", "json").stdout) == []
     with netlink.host() as h:

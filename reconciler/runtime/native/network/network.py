@@ -422,6 +422,14 @@ class NetworkManager:
         """Networks whose labels include every `selector` item."""
         return [r.state() for r in self._ipam.networks() if base.labels_match(r.labels, selector)]
 
+    def find(self, term: str) -> str:
+        """The name of the network `term` names, by its name, id or unique id prefix, as dockerd
+        finds one (`ipam.find_network`): what `network inspect` and `network rm` take."""
+        from reconciler.runtime.native.network import ipam
+
+        names = {r.id: r.name for r in self._ipam.networks()}
+        return names[ipam.find_network(term, {i: (name,) for i, name in names.items()})]
+
     def inspect_network(self, name: str) -> tuple[base.NetworkState, list[tuple[str, str, str]]]:
         """The network and its containers as (container id, name, address)."""
         record = self._ipam.network(name)

@@ -2056,7 +2056,8 @@ class EngineApi:
         """docker build (the classic API): the tar context is unpacked by the image layer
         extractor into a directory of its own, then built by the native builder; its progress
         streamed as Docker's `{"stream": ...}` lines, the image id as `aux` before `Successfully built`,
-        as dockerd's; with `q`, no progress and the image id as the one stream line, as dockerd answers
+        as dockerd's; `rm` and `forcerm` as dockerd's (a step's container kept unless the step
+        succeeded with rm, or with forcerm: BuildOptions.rm); with `q`, no progress and the image id as the one stream line, as dockerd answers
         (`docker build -q` prints it, docker-py's `images.build(quiet=True)` finds the image by it)."""
         import queue
         import shutil
@@ -2095,6 +2096,7 @@ class EngineApi:
                     target=q.get("target") or None, tags=tuple(t for t in multi.get("t", []) if t),
                     no_cache=_flag(q, "nocache"), pull=_flag(q, "pull"),
                     network="host" if q.get("networkmode") == "host" else "none",
+                    rm=_flag(q, "rm", default=True), force_rm=_flag(q, "forcerm"),     # dockerd's defaults
                     progress=None if quiet else lambda line: out.put({"stream": line + "\n"}),
                     stored=None if quiet else lambda image_id: out.put({"aux": {"ID": image_id}}))
                 if quiet:

@@ -170,3 +170,55 @@ def test_build_stream_ends_as_dockerds_and_docker_py_gets_the_image(engine_api: 
         assert image.id == image_id
     finally:
         client.close()
+
+
+def test_rm_and_forcerm_are_dockerds(engine_api: str, busybox_image: str, tmp_path: Path) -> None:
+    """dockerd's classic builder removes a step's container when the step succeeded and `rm`
+    (the default), or whatever happened with `forcerm`; else keeps it: `docker build --rm=false`
+    keeps every step's, a metadata step's created (never started) with dockerd's `#(nop)`
+    command, a RUN's exited; a failed RUN's is kept without --force-rm. A kept container stays
+    through the next builds, and `docker rm` removes it."""
+    import re
+
+    docker(engine_api, "pull", busybox_image)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nENV KEPT=1\nRUN echo ran > /ran\n")
+
+    def ran_in(out: str) -> list[str]:
+        return re.findall(r"(?m)^ ---> Running in ([0-9a-f]{12})$", out)
+
+    def state(cid: str) -> tuple[str, list[str]]:
+        doc = json.loads(docker(engine_api, "inspect", cid).stdout)[0]
+        assert "reconciler.build" not in (doc["Config"]["Labels"] or {})    # no longer a step's: kept
+        return doc["State"]["Status"], doc["Config"]["Cmd"]
+
+    kept = _build(engine_api, "--rm=false", str(ctx))
+    assert kept.returncode == 0, kept.stderr
+    assert "Removing intermediate container" not in kept.stdout
+    env_step, run_step = ran_in(kept.stdout)
+    assert state(env_step) == ("created", ["/bin/sh", "-c", "#(nop) ", "ENV KEPT=1"])
+    assert state(run_step) == ("exited", ["/bin/sh", "-c", "echo ran > /ran"])
+
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nRUN echo failing; exit 7\n")
+    failed = _build(engine_api, str(ctx))                      # rm, not forcerm: the failed step's is kept
+    assert failed.returncode == 7
+    (failed_step,) = ran_in(failed.stdout)
+    assert "Removing intermediate container" not in failed.stdout
+    assert state(failed_step)[0] == "exited"
+    forced = _build(engine_api, "--force-rm", str(ctx))
+    assert forced.returncode == 7
+    (forced_step,) = ran_in(forced.stdout)
+    assert f"Removing intermediate container {forced_step}" in forced.stdout
+    assert docker(engine_api, "inspect", forced_step, check=False).returncode != 0
+
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nENV OTHER=1\nRUN echo again\n")
+    again = _build(engine_api, str(ctx))                       # the defaults: each removed once done
+    assert again.returncode == 0, again.stderr
+    for cid in ran_in(again.stdout):
+        assert f"Removing intermediate container {cid}" in again.stdout
+        assert docker(engine_api, "inspect", cid, check=False).returncode != 0
+    for cid in (env_step, run_step, failed_step):             # kept through later builds
+        assert state(cid)[0] in ("created", "exited")
+        docker(engine_api, "rm", "-f", cid)
+

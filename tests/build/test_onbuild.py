@@ -39,7 +39,7 @@ def test_triggers_run_in_the_child_build_only(engine: Engine, context_dir: Ctx, 
     child = context_dir({"Dockerfile": CHILD.format(parent="localhost/parent:1"), "file": "c"})
     engine.build(child, tags=("localhost/child:1",))
     assert engine.lines[:2] == ["Step 1/2 : FROM localhost/parent:1", "# Executing 4 build triggers"]
-    assert " ---> Running trigger: COPY --chown=1:2 . /app/" in engine.lines
+    assert not any("Running trigger" in line for line in engine.lines)     # dockerd prints no such line
     code, out = engine.run("localhost/child:1", "sh", "-c", CHILD_CMD)
     assert code == 0, out
     assert out.splitlines() == ["Dockerfile", "file", "yes", "heredoc", "/app/file 1:2"]   # the child's context

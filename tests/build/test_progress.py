@@ -2,7 +2,8 @@
 DOCKER_BUILDKIT=0 and docker-py read it): each step ends with ` ---> <id>`, the 12 hex digits of
 the id of the image the step left (a FROM: the image it starts from, none for scratch), a cached
 step with ` ---> Using cache` before it; the last id is the built image's. A RUN names the
-container that ran it (` ---> Running in ID`, `Removing intermediate container ID`)."""
+container that ran it (` ---> Running in ID`, `Removing intermediate container ID`), and so does
+a metadata step (dockerd commits it through one); a base image's triggers print as steps."""
 
 from __future__ import annotations
 
@@ -183,3 +184,93 @@ def test_the_progress_is_dockerds(engine: Engine, context_dir: Ctx, busybox_imag
         assert _shape(engine.lines) == _shape(want), "\n".join(difflib.unified_diff(
             _shape(want), _shape(engine.lines), "dockerd", "native", lineterm=""))
         assert engine.lines[1] == want[1]                   # the FROM's id
+
+
+TRIGGERS = """FROM {base}
+ONBUILD ENV T=1
+ONBUILD RUN echo trig
+ONBUILD COPY f /t
+"""
+
+# every metadata instruction (and WORKDIR: a new directory, then one there), after the triggers
+EVERY_KIND = """FROM {parent}
+ENV A=1
+LABEL x=y
+ARG B=2
+EXPOSE 80
+WORKDIR /w
+WORKDIR /
+USER root
+VOLUME /v
+STOPSIGNAL SIGTERM
+SHELL ["/bin/sh", "-c"]
+HEALTHCHECK CMD true
+ONBUILD RUN echo later
+MAINTAINER me
+CMD ["sh"]
+ENTRYPOINT ["/bin/sh", "-c"]
+RUN echo ran
+COPY f /f
+ADD f /g
+"""
+
+
+@pytest.mark.docker
+def test_each_kind_of_step_and_the_triggers_print_as_dockerds(engine: Engine, context_dir: Ctx, busybox_image: str,
+                                                               docker_refs: list[str]) -> None:
+    """dockerd's classic builder makes a container for every step but a COPY/ADD, a metadata
+    step's too (created, never started): ` ---> Running in ID` and `Removing intermediate
+    container ID` before the step's id, or ` ---> Using cache` when it has that step's image;
+    a base image's ONBUILD triggers print `# Executing N build trigger(s)` and then each
+    trigger's lines as a step's, with no id between them. The native builder prints the same
+    lines, built and from the cache."""
+    test_corpus._docker_ready()
+    docker_refs.append(busybox_image)
+    test_corpus.docker("pull", "-q", busybox_image)
+    engine.store.pull(busybox_image)
+    parent = f"localhost/triggers{secrets.token_hex(3)}:1"
+    docker_refs.append(parent)
+    pctx = context_dir({"Dockerfile": TRIGGERS.format(base=busybox_image)})
+    assert test_corpus.build(docker_refs, "-t", parent, str(pctx)).returncode == 0
+    engine.build(pctx, tags=(parent,))
+    child = f"localhost/kinds{secrets.token_hex(3)}:1"
+    docker_refs.append(child)
+    ctx = context_dir({"Dockerfile": EVERY_KIND.format(parent=parent), "f": "from the context\n"})
+    for when in ("built", "from the cache"):
+        theirs = test_corpus.build(docker_refs, "-t", child, str(ctx))
+        assert theirs.returncode == 0, theirs.stderr
+        printed = theirs.stdout.splitlines()
+        want = printed[printed.index(f"Step 1/19 : FROM {parent}"):]
+        engine.build(ctx, tags=(child,))
+        assert _shape(engine.lines) == _shape(want), "\n".join(difflib.unified_diff(
+            _shape(want), _shape(engine.lines), "dockerd", "native", lineterm=""))
+        assert want[1:3] == ["# Executing 3 build triggers", " ---> Using cache" if when != "built"
+                             else want[2]]
+
+
+def test_metadata_steps_print_their_container_or_the_cache(engine: Engine, context_dir: Ctx,
+                                                           busybox_image: str) -> None:
+    """Without dockerd at hand: a metadata step prints ` ---> Running in ID` and `Removing
+    intermediate container ID` when made, ` ---> Using cache` when a build made it before (not
+    with --no-cache), a trigger's lines as a step's (no `Running trigger`), one trigger in the
+    singular; a FROM alone prints only its id."""
+    engine.store.pull(busybox_image)
+    pctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nONBUILD LABEL t=1\n"})
+    engine.build(pctx, tags=("localhost/onelabel:1",))
+    ctx = context_dir({"Dockerfile": "FROM localhost/onelabel:1\nENV A=1\nCOPY f /f\n", "f": "x"})
+    made = [
+        "Step 1/3 : FROM localhost/onelabel:1", "# Executing 1 build trigger",
+        " ---> Running in ID", "Removing intermediate container ID", " ---> ID",
+        "Step 2/3 : ENV A=1", " ---> Running in ID", "Removing intermediate container ID", " ---> ID",
+        "Step 3/3 : COPY f /f", " ---> ID", "Successfully built ID",
+    ]
+    engine.build(ctx)
+    assert _shape(engine.lines) == made
+    engine.build(ctx)
+    assert _shape(engine.lines) == [
+        "Step 1/3 : FROM localhost/onelabel:1", "# Executing 1 build trigger", " ---> Using cache", " ---> ID",
+        "Step 2/3 : ENV A=1", " ---> Using cache", " ---> ID",
+        "Step 3/3 : COPY f /f", " ---> Using cache", " ---> ID", "Successfully built ID",
+    ]
+    engine.build(ctx, no_cache=True)
+    assert _shape(engine.lines) == made

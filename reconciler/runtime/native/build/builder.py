@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     # loaded by the first RUN (run_container, _mount) or --chown/STOPSIGNAL (bundle): an
     # unchanged rebuild runs none and loads no container code (#21)
     from reconciler.runtime import base
-    from reconciler.runtime.native.containers import containers
+    from reconciler.runtime.native.containers import containers, records
 
 __all__ = ["BuildError", "BuildOptions", "BuildResult", "Builder", "RunFailed", "platform_args", "validate"]
 
@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS build_cache (
     key TEXT PRIMARY KEY,
     layer TEXT NOT NULL,         -- JSON LayerRecord of the layer the step made
     created TEXT NOT NULL,
+    used_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS build_steps (
+    key TEXT PRIMARY KEY,        -- a metadata step made before: its parent's image and the image it left
     used_at REAL NOT NULL
 );
 """
@@ -112,6 +116,11 @@ class BuildOptions:
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)   # RUN --mount=type=secret, by id
     ssh: Mapping[str, str] = field(default_factory=dict)    # RUN --mount=type=ssh: agent socket path, by id
     allow_insecure: bool = False                    # RUN --security=insecure may run (all capabilities)
+    # dockerd's rm and forcerm: a step's container is removed when the step succeeded and `rm`,
+    # or whatever happened with `force_rm`; else kept (`_Run.done_with`). `reconcile build`
+    # removes every one (force_rm); the Engine API's POST /build takes dockerd's defaults
+    rm: bool = True
+    force_rm: bool = True
 
 
 # BuildOptions' fields a client may send the agent (`POST /v1/build`, #21), by their JSON
@@ -148,7 +157,7 @@ class BuildResult:
     digest: str                     # manifest digest
     tags: tuple[str, ...]
     steps: int
-    cached: int                     # steps answered from the cache
+    cached: int                     # steps whose layer came from the cache (a metadata step's ` ---> Using cache` not counted)
 
 
 @dataclass(frozen=True)
@@ -452,6 +461,16 @@ class Builder:
             with self.db.tx() as c:
                 c.executemany("UPDATE build_cache SET used_at = ? WHERE key = ?", [(time.time(), k) for k in keys])
 
+    def step_seen(self, key: str) -> bool:
+        """Whether a build made the metadata step `key` before (`_Run.meta_step`); marked used."""
+        with self.db.tx() as c:
+            return c.execute("UPDATE build_steps SET used_at = ? WHERE key = ?", (time.time(), key)).rowcount > 0
+
+    def step_put(self, key: str) -> None:
+        with self.db.tx() as c:
+            c.execute("INSERT INTO build_steps(key, used_at) VALUES (?,?) ON CONFLICT(key) DO UPDATE"
+                      " SET used_at=excluded.used_at", (key, time.time()))
+
     def cache_put(self, key: str, rec: images.LayerRecord, created: str) -> None:
         with self.db.tx() as c:
             c.execute("INSERT INTO build_cache(key, layer, created, used_at) VALUES (?,?,?,?)"
@@ -506,6 +525,7 @@ class _Run:
         self.declared_meta: set[str] = set()     # ARG names declared outside the stages' own instructions
         self.epoch = _source_date_epoch(opts.build_args)
         self.stored: Callable[[str], None] | None = None     # told the image id (Builder.build)
+        self.printed = False            # the step in progress printed its cache or container lines
 
     # ---------------------------------------------------------------- helpers
 
@@ -569,10 +589,44 @@ class _Run:
         self.say(f" ---> {s.shown[7:19]}")
         for ins in s.instructions:
             self.begin(_one_line(ins))
-            self.dispatch(s, ins)
+            self.step_of(s, ins)
             s.shown, s.pristine = self.state_id(s), ""
             self.say(f" ---> {s.shown[7:19]}")
         s.done = True
+
+    def step_of(self, s: _Stage, ins: dockerfile.Instruction) -> None:
+        """Dispatch `ins` and print the lines dockerd's classic builder prints for a step of its
+        kind before its ` ---> ID`: a RUN's (`hit`, `run_container`), a COPY/ADD's (` ---> Using
+        cache` or nothing) or a metadata step's (WORKDIR's too): dockerd makes a container for
+        each (never started) and commits it, so ` ---> Running in ID` and `Removing intermediate
+        container ID`, or ` ---> Using cache` when it made that step's image before (`meta_step`)."""
+        parent = self.state_id(s)
+        self.printed = False
+        self.dispatch(s, ins)
+        if ins.cmd not in ("RUN", "COPY", "ADD") and not self.printed:
+            self.meta_step(s, ins, parent)
+
+    def meta_step(self, s: _Stage, ins: dockerfile.Instruction, parent: str) -> None:
+        """A metadata step's lines. It is cached when a build made the same image of the same
+        parent before (`build_steps`, as dockerd's cache finds the child image of the parent
+        with that config); --no-cache makes it again. Its container is made (created, never
+        started, as dockerd's) only when it is kept (`BuildOptions.rm` false): else it would be
+        removed as soon as made, so only its id is printed."""
+        key = self.keyed(_sha(json.dumps({"parent": parent, "image": self.state_id(s)})))
+        if not self.opts.no_cache and self.b.step_seen(key):
+            self.say(" ---> Using cache")
+            return
+        self.indexable = False          # a step was made: not an unchanged rebuild
+        if self.opts.rm or self.opts.force_rm:
+            cid = secrets.token_hex(32)
+            self.say(f" ---> Running in {cid[:12]}")
+            self.say(f"Removing intermediate container {cid[:12]}")
+        else:
+            argv = [*(s.run_config.get("Shell") or DEFAULT_SHELL), "#(nop) ", _one_line(ins)]
+            rec = self.step_container(s, argv, {}, "none", ())
+            self.say(f" ---> Running in {rec.id[:12]}")
+            self.keep(rec.id)
+        self.b.step_put(key)
 
     def dispatch(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         handler = getattr(self, "do_" + ins.cmd.lower())
@@ -610,8 +664,7 @@ class _Run:
             ins = dataclasses.replace(ins, line=s.line)
             if ins.cmd == "ARG":            # a trigger's ARG consumes its build arg (dockerd warns of none)
                 self.declared_meta |= {w.partition("=")[0] for w in ins.args.split()}
-            self.say(f" ---> Running trigger: {_one_line(ins)}")
-            self.dispatch(s, ins)
+            self.step_of(s, ins)            # dockerd prints a trigger's lines as a step's, no id between
         return True
 
     def state_id(self, s: _Stage) -> str:
@@ -1055,6 +1108,7 @@ class _Run:
         if expect != rec.chain_id:
             return False
         self.say(" ---> Using cache")
+        self.printed = True
         self.cached += 1
         self.used.append((keyed, row, created))
         s.created = max(s.created, created)
@@ -1078,19 +1132,10 @@ class _Run:
                       stubs: tuple[frozenset[str], runmounts.Before] = (frozenset(), {}),
                       cap_add: tuple[str, ...] = ()) -> images.LayerRecord:
         mgr = self.b.manager
-        lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
-        rc = s.run_config
-        from reconciler.runtime import base
-
-        cfg = base.ContainerConfig(
-            name=f"build-{secrets.token_hex(6)}", image="build", command=tuple(argv), args=(),
-            env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
-            networks=(network,), labels={_STEP_LABEL: "true", _PROCESS_LABEL: _this_process()}, mounts=tuple(mnts),
-            cap_add=cap_add,
-        )
-        image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
-        rec = mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
+        rec = self.step_container(s, argv, args, network, mnts, cap_add=cap_add)
         self.say(f" ---> Running in {rec.id[:12]}")     # dockerd's words for the step's container
+        self.printed = True
+        ok = False
         try:
             mgr.start(rec.id)
             output = self.output(rec.id)          # streamed while the step runs
@@ -1103,17 +1148,51 @@ class _Run:
                                   hint="fix the command; the steps before it are cached")
                 raise RunFailed(failed.message, code=code, hint=failed.hint)
             upper = mgr.paths(rec.id).upper
-            return self.commit(s, upper, skip=_RUN_SKIP | stubs[0], prune=stubs[1])
+            layer = self.commit(s, upper, skip=_RUN_SKIP | stubs[0], prune=stubs[1])
+            ok = True
+            return layer
         finally:
-            # removed even when the step failed (dockerd's --force-rm); one left is removed by
-            # the next build (_remove_orphan_steps)
-            try:
-                mgr.remove(rec.id, force=True)
-            except (rterrors.RuntimeBackendError, OSError) as exc:
-                why = _os_message(exc) if isinstance(exc, OSError) else exc.message
-                self.say(f"Failed to remove intermediate container {rec.id[:12]}: {why}")
+            # dockerd's rule (its dispatch's deferred RemoveAll): removed with force_rm, or with
+            # rm when the step succeeded; else kept. One a killed build left is removed by the
+            # next build (_remove_orphan_steps)
+            if self.opts.force_rm or (self.opts.rm and ok):
+                try:
+                    mgr.remove(rec.id, force=True)
+                except (rterrors.RuntimeBackendError, OSError) as exc:
+                    why = _os_message(exc) if isinstance(exc, OSError) else exc.message
+                    self.say(f"Failed to remove intermediate container {rec.id[:12]}: {why}")
+                else:
+                    self.say(f"Removing intermediate container {rec.id[:12]}")
             else:
-                self.say(f"Removing intermediate container {rec.id[:12]}")
+                self.keep(rec.id)
+
+    def step_container(self, s: _Stage, argv: list[str], args: Mapping[str, str], network: str,
+                       mnts: Sequence[base.Mount], *, cap_add: tuple[str, ...] = ()) -> records.Record:
+        """A container of the engine for a step, on the stage's snapshots, created (not started),
+        marked as a step's (`_STEP_LABEL`, `_PROCESS_LABEL`) until it is kept (`keep`)."""
+        mgr = self.b.manager
+        lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
+        rc = s.run_config
+        from reconciler.runtime import base
+
+        cfg = base.ContainerConfig(
+            name=f"build-{secrets.token_hex(6)}", image="build", command=(), args=tuple(argv),     # Cmd, as dockerd's
+            env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
+            networks=(network,), labels={_STEP_LABEL: "true", _PROCESS_LABEL: _this_process()}, mounts=tuple(mnts),
+            cap_add=cap_add,
+        )
+        image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
+        return mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
+
+    def keep(self, cid: str) -> None:
+        """Keep a step's container (dockerd's rm=false, or a failed step without forcerm): it
+        loses the step's marks, so no later build removes it as a killed build's
+        (`_remove_orphan_steps`); `rm` removes it as any container."""
+        def unmarked(r: records.Record) -> records.Record:
+            labels = {k: v for k, v in r.config.labels.items() if k not in (_STEP_LABEL, _PROCESS_LABEL)}
+            return dataclasses.replace(r, config=dataclasses.replace(r.config, labels=labels))
+
+        self.b.manager.update(cid, unmarked)
 
     def output(self, cid: str) -> deque[str]:
         """Print the step's output as it comes; its last lines (for an error message)."""
@@ -1457,7 +1536,7 @@ def _parents_sources(ctx: context.BuildContext, srcs: Sequence[str],
     return sources, kept, made
 
 
-_STEP_LABEL = "reconciler.build"                 # "true" on a RUN step's container
+_STEP_LABEL = "reconciler.build"                 # "true" on a step's container (until it is kept)
 _PROCESS_LABEL = "reconciler.build.process"      # the build process that made it: "PID START BOOT"
 
 

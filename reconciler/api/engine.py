@@ -2229,7 +2229,7 @@ class EngineApi:
                          for k, _, v in (line.partition(": ") for line in lines)]
         if method == "GET" and len(parts) >= 2 and parts[-1] == "history":
             info = _image_or_404(rt, "/".join(parts[:-1]))
-            return 200, [{"Id": h["id"], "Created": _unix(h["created"]), "CreatedBy": h["created_by"],
+            return 200, [{"Id": h["id"], "Created": _unix(h["created"]) if h["created"] else _ZERO_UNIX, "CreatedBy": h["created_by"],
                           "Tags": [_familiar(t) for t in h["tags"]] or None, "Size": h["size"],
                           "Comment": h["comment"]} for h in rt.image_history(info.id)]
         if method == "GET" and len(parts) >= 2 and parts[-1] == "json":

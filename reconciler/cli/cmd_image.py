@@ -71,7 +71,7 @@ def inspect_document(store: Any, ref: str) -> dict[str, Any]:
         "Id": info.id,
         "RepoTags": list(info.repo_tags),
         "RepoDigests": list(info.repo_digests),
-        "Created": info.created,
+        "Created": info.created or "0001-01-01T00:00:00Z",     # none: Go's zero time, as dockerd shows it
         "Size": info.size,
         "Architecture": cfg.get("architecture"),
         "Os": cfg.get("os"),

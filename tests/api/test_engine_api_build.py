@@ -222,3 +222,19 @@ def test_rm_and_forcerm_are_dockerds(engine_api: str, busybox_image: str, tmp_pa
         assert state(cid)[0] in ("created", "exited")
         docker(engine_api, "rm", "-f", cid)
 
+
+def test_an_image_without_a_time_is_shown_as_dockerds(engine_api: str, busybox_image: str, tmp_path: Path) -> None:
+    """A build of an image without `created` (the test busybox) with metadata steps only keeps
+    1970 in its config but has no time, as its base: the Engine API's history and inspect
+    give Go's zero time, as dockerd gives them for such an image (`docker history
+    --human=false` prints 0001-01-01T00:00:00Z, not 1970's)."""
+    docker(engine_api, "pull", busybox_image)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nLABEL x=y\n")
+    built = _build(engine_api, "-t", "local/undated", str(ctx))
+    assert built.returncode == 0, built.stderr
+    times = docker(engine_api, "history", "--human=false", "--format", "{{.CreatedAt}}", "local/undated").stdout
+    assert times.splitlines() == ["0001-01-01T00:00:00Z"] * 2
+    assert docker(engine_api, "image", "inspect", "-f", "{{.Created}}", "local/undated").stdout.strip() == \
+        "0001-01-01T00:00:00Z"

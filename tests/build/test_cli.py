@@ -30,9 +30,11 @@ pytestmark = [pytest.mark.root, pytest.mark.registry]
 
 
 def cli(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
+    """`reconcile ARGS` on the engine's root (`image SUBCOMMAND`'s options after its subcommand)."""
+    cut = 2 if args[0] == "image" else 1
     return subprocess.run(
-        [sys.executable, "-m", "reconciler", args[0], "--root", str(engine.config.root),
-         "--run-dir", str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix, *args[1:]],
+        [sys.executable, "-m", "reconciler", *args[:cut], "--root", str(engine.config.root),
+         "--run-dir", str(engine.config.run_dir), "--name-prefix", engine.config.name_prefix, *args[cut:]],
         capture_output=True, text=True, check=False, timeout=300)
 
 
@@ -245,3 +247,39 @@ def test_an_unchanged_rebuild_loads_no_container_code_and_a_run_step_opens_it(
                  "reconciler.runtime.native.build.diff", "tarfile"}
     assert sorted(modules & lifecycle) == []
 
+
+def test_an_image_without_a_time_is_shown_as_dockerd_shows_one(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str,
+) -> None:
+    """The test busybox has no `created`. A build of it with metadata steps only keeps 1970 in
+    its config (the same image each time: as SOURCE_DATE_EPOCH=0 makes it) but has no time, as
+    its base: `images` says N/A (not "56 years ago"; CreatedAt Go's zero time, not 1970's),
+    `image history` N/A (its RFC 3339 time,
+    -H=false, Go's zero time, as the base's step), `image inspect` Created Go's zero time, as
+    dockerd shows such an image (`docker images`, `history`, `inspect` of the base)."""
+    engine.store.pull(busybox_image)
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nLABEL x=y\n"})
+    built = cli(engine, "build", "-q", "-t", "localhost/undated:1", str(ctx))
+    assert built.returncode == 0, built.stderr
+    image_id = built.stdout.strip()
+    assert engine.store.image_config(image_id)["created"] == "1970-01-01T00:00:00Z"
+    dated = engine.build(ctx, build_args={"SOURCE_DATE_EPOCH": "0"})
+    assert dated.image_id == image_id                  # the id is what it was
+
+    (row,) = [x for x in cli(engine, "images").stdout.splitlines() if x.startswith("localhost/undated ")]
+    assert row.split()[3:5] == ["N/A", "1.98MB"], row
+    listed = cli(engine, "images", "--format", "{{.Repository}}|{{.CreatedAt}}")
+    assert sorted(listed.stdout.splitlines()) == [f"{busybox_image.rsplit(':', 1)[0]}|0001-01-01 00:00:00 +0000 UTC",
+                                                  "localhost/undated|0001-01-01 00:00:00 +0000 UTC"]
+
+    def image(*args: str) -> list[str]:            # `reconcile image SUBCOMMAND --root ... ARGS`
+        done = cli(engine, "image", *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    history = image("history", "--format", "{{.CreatedSince}}|{{.CreatedBy}}", "localhost/undated:1")
+    assert history == ["N/A|/bin/sh -c #(nop)  LABEL x=y", "N/A|tests"]
+    assert image("history", "-H=false", "--format", "{{.CreatedAt}}", "localhost/undated:1") == \
+        ["0001-01-01T00:00:00Z"] * 2
+    for ref in ("localhost/undated:1", busybox_image):
+        assert json.loads("\n".join(image("inspect", ref)))[0]["Created"] == "0001-01-01T00:00:00Z", ref

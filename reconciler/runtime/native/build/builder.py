@@ -186,6 +186,7 @@ class _Stage:
     cmd_set: bool = False
     done: bool = False
     created: str = "1970-01-01T00:00:00Z"      # of the newest layer: history and image times
+    dated: bool = False                         # `created` is a time: its base's, a layer's, SOURCE_DATE_EPOCH
     shown: str = ""                             # the id printed after its last step (_Run.stage)
     pristine: str = ""                          # the stored image the state still is (FROM it, no step since)
 
@@ -583,7 +584,7 @@ class _Run:
                              f"{_os_message(exc)}") from None
         dated = self.epoch is not None and bool(s.shown)     # a FROM of an image: re-dated, a new image
         if self.epoch is not None:          # the image's and every new history entry's time
-            s.created = _iso(self.epoch)
+            s.created, s.dated = _iso(self.epoch), True
         if self.triggers(s, base) or dated:
             s.shown, s.pristine = self.state_id(s), ""
         self.say(f" ---> {s.shown[7:19]}")
@@ -680,7 +681,7 @@ class _Run:
             s.layers = list(src.layers)
             s.config = copy.deepcopy(src.config)
             s.args = dict(src.args)         # BuildKit: a stage's ARGs are inherited by stages FROM it
-            s.created = src.created
+            s.created, s.dated = src.created, src.dated
             s.shown, s.pristine = src.shown, src.pristine
             return
         if ref == "scratch":                # no image: dockerd prints the FROM's id line empty
@@ -704,6 +705,7 @@ class _Run:
         s.config.setdefault("config", {})
         s.config.setdefault("history", [])
         s.created = str(s.config.get("created") or s.created)
+        s.dated = bool(s.config.get("created"))
         s.shown = s.pristine = image_id
 
     # ---------------------------------------------------------------- metadata instructions
@@ -1111,7 +1113,7 @@ class _Run:
         self.printed = True
         self.cached += 1
         self.used.append((keyed, row, created))
-        s.created = max(s.created, created)
+        s.created, s.dated = max(s.created, created), True
         self.append(s, ins, rec)
         return True
 
@@ -1216,6 +1218,7 @@ class _Run:
     def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
         self.indexable = False          # a step ran: not an unchanged rebuild
         s.created = _iso(self.epoch) if self.epoch is not None else max(s.created, _now())
+        s.dated = True
         self.b.cache_put(self.keyed(key), rec, s.created)
         self.append(s, ins, rec)
 
@@ -1468,7 +1471,11 @@ class _Run:
             config_digest, manifest_digest = store.add_local(store.image_config(s.pristine), recs, self.opts.tags,
                                                              config_raw=store.content.read(s.pristine))
         else:
-            config_digest, manifest_digest = store.add_local(self.image_config(s), recs, self.opts.tags)
+            # a stage still undated (FROM scratch or an image without `created`, metadata steps
+            # only) keeps 1970 in its config, for the same id each time, and is recorded as an
+            # image without a time: images, history and inspect show it as dockerd shows one
+            config_digest, manifest_digest = store.add_local(self.image_config(s), recs, self.opts.tags,
+                                                             dated=s.dated)
         # dockerd's order: the warning, the image id (aux), the id and the tags as people read them
         unused = sorted(k for k in set(self.opts.build_args) - self.used_args() - {"SOURCE_DATE_EPOCH"}
                         if k.lower() not in _PROXY_ARGS)

@@ -831,16 +831,19 @@ class ImageStore:
     # -- records ---------------------------------------------------------------------------------
 
     def _record(self, image_id: str, manifest_digest: str, index_digest: str | None,
-                records: Sequence[LayerRecord], image_config: Mapping[str, Any], *, keep: bool = True) -> None:
+                records: Sequence[LayerRecord], image_config: Mapping[str, Any], *, keep: bool = True,
+                dated: bool = True) -> None:
         """Record the image `image_id` as made of `manifest_digest`'s layers. `keep`: an image
         already recorded whose manifest and layer blobs are all here keeps that manifest (a
         `load`, a build or a commit of an image stored already adds tags only: what push sends,
-        the RepoDigests and the SIZE stay); a pull records the manifest it pulled."""
+        the RepoDigests and the SIZE stay); a pull records the manifest it pulled. Not `dated`:
+        its config's `created` stands for no time (a build's undated stage: `add_local`), so
+        none is recorded."""
         if keep and self._whole(image_id):
             return
         layers_json = json.dumps([rec.__dict__ for rec in records])
         size = sum(rec.size for rec in records)
-        created = image_config.get("created")
+        created = image_config.get("created") if dated else None
         with self.db.tx() as c:
             c.execute(
                 "INSERT INTO images(id, manifest_digest, index_digest, size, created, layers, pulled_at, unpacked)"
@@ -913,12 +916,15 @@ class ImageStore:
         return row is not None and bool(row["local"])
 
     def add_local(self, cfg: Mapping[str, Any], records: Sequence[LayerRecord],
-                  tags: Sequence[str] = (), *, config_raw: bytes | None = None) -> tuple[str, str]:
+                  tags: Sequence[str] = (), *, config_raw: bytes | None = None,
+                  dated: bool = True) -> tuple[str, str]:
         """Record an image made on this host (build, commit, load of a legacy archive) whose
         layer blobs and snapshots exist: its config (`config_raw`, the bytes as they came, or
         canonical JSON of `cfg`) and an OCI manifest become blobs, then the record and the tags
         (a tag without one gets `latest`); an image stored already whole keeps its manifest
-        (`_record`). Returns (image id, manifest digest)."""
+        (`_record`). Not `dated`: the config's `created` is a build's stand-in for no time, the
+        image is recorded without one (so are the steps `history` finds stamped with it).
+        Returns (image id, manifest digest)."""
         raw = config_raw if config_raw is not None else config_bytes(cfg)
         config_digest = self.content.write_blob(raw)
         manifest = {
@@ -935,7 +941,7 @@ class ImageStore:
         else:
             manifest_digest = self.content.write_blob(json.dumps(manifest, sort_keys=True,
                                                                  separators=(",", ":")).encode())
-            self._record(config_digest, manifest_digest, None, records, cfg)
+            self._record(config_digest, manifest_digest, None, records, cfg, dated=dated)
         for tag in tags:
             r = self.parse(tag)
             self._tag(r.with_tag("latest") if r.tag is None and r.digest is None else r, config_digest,
@@ -1149,9 +1155,14 @@ class ImageStore:
         made none, `empty_layer`), `empty_layer`. One home for `reconcile image history` and the
         Engine API's GET /images/NAME/history."""
         info = self.get(ref)
-        entries = self.image_config(info.id).get("history") or []
+        cfg = self.image_config(info.id)
+        entries = cfg.get("history") or []
         sizes = iter(self.layer_sizes(info.id))
-        rows = [{"id": "<missing>", "created": e.get("created") or None, "created_by": e.get("created_by", ""),
+        # an image recorded without a time whose config has one (add_local's undated build):
+        # its steps stamped with that stand-in have no time either, as dockerd shows such steps
+        undated = cfg.get("created") if info.created is None else None
+        rows = [{"id": "<missing>", "created": None if e.get("created") == undated else e.get("created") or None,
+                 "created_by": e.get("created_by", ""),
                  "comment": e.get("comment", ""), "tags": [], "empty_layer": bool(e.get("empty_layer")),
                  "size": 0 if e.get("empty_layer") else next(sizes, 0)} for e in entries]
         rows.reverse()

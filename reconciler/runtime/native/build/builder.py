@@ -350,7 +350,7 @@ class Builder:
                 if s.index in needed:
                     b.stage(s, meta)
             result = b.finish(stages[target])
-            self.cache_used([k for k, _, _ in b.used])
+            self.cache_used([k for k, _, _ in b.used], b.steps_used)
         with contextlib.suppress(OSError):     # a memo: the build is done whether or not it is kept
             context.save_digests(index)
         if rebuild_key is not None and b.indexable:
@@ -456,16 +456,19 @@ class Builder:
             return None
         return rec, str(row["created"]), str(row["layer"])
 
-    def cache_used(self, keys: Sequence[str]) -> None:
-        """Mark the cache rows `keys` used now, in one transaction (one per hit cost a sync each)."""
-        if keys:
+    def cache_used(self, keys: Sequence[str], steps: Sequence[str] = ()) -> None:
+        """Mark the cache rows `keys` and the metadata steps `steps` used now, in one
+        transaction (one per hit cost a sync each)."""
+        if keys or steps:
+            now = time.time()
             with self.db.tx() as c:
-                c.executemany("UPDATE build_cache SET used_at = ? WHERE key = ?", [(time.time(), k) for k in keys])
+                c.executemany("UPDATE build_cache SET used_at = ? WHERE key = ?", [(now, k) for k in keys])
+                c.executemany("UPDATE build_steps SET used_at = ? WHERE key = ?", [(now, k) for k in steps])
 
     def step_seen(self, key: str) -> bool:
-        """Whether a build made the metadata step `key` before (`_Run.meta_step`); marked used."""
-        with self.db.tx() as c:
-            return c.execute("UPDATE build_steps SET used_at = ? WHERE key = ?", (time.time(), key)).rowcount > 0
+        """Whether a build made the metadata step `key` before (`_Run.meta_step`); its use is
+        written with the others' at the build's end (`cache_used`)."""
+        return self.db.connect().execute("SELECT 1 FROM build_steps WHERE key = ?", (key,)).fetchone() is not None
 
     def step_put(self, key: str) -> None:
         with self.db.tx() as c:
@@ -520,6 +523,7 @@ class _Run:
         # for the index of unchanged rebuilds (rebuilds.py): the cache rows used (key, layer,
         # created), the images references named ("name:tag" -> id), whether it may be indexed
         self.used: list[tuple[str, str, str]] = []
+        self.steps_used: list[str] = []         # the metadata steps found made before (build_steps)
         self.refs: dict[str, str] = {}
         self.indexable = True
         self.meta: dict[str, str] = platform_args()
@@ -616,6 +620,7 @@ class _Run:
         key = self.keyed(_sha(json.dumps({"parent": parent, "image": self.state_id(s)})))
         if not self.opts.no_cache and self.b.step_seen(key):
             self.say(" ---> Using cache")
+            self.steps_used.append(key)
             return
         self.indexable = False          # a step was made: not an unchanged rebuild
         if self.opts.rm or self.opts.force_rm:

@@ -274,3 +274,14 @@ def test_metadata_steps_print_their_container_or_the_cache(engine: Engine, conte
     ]
     engine.build(ctx, no_cache=True)
     assert _shape(engine.lines) == made
+
+
+def test_a_kept_metadata_step_container_needs_no_shell(engine: Engine, context_dir: Ctx) -> None:
+    """rm=false keeps a metadata step's container, created and never started as dockerd's: FROM
+    scratch, without a shell to run its `#(nop)` command, it is made all the same."""
+    ctx = context_dir({"Dockerfile": "FROM scratch\nENV A=1\n"})
+    engine.build(ctx, rm=False, force_rm=False)
+    (cid,) = [line.removeprefix(" ---> Running in ") for line in engine.lines if "Running in" in line]
+    (rec,) = engine.manager.records()
+    assert (rec.id[:12], rec.status, rec.config.args) == (cid, "created", ("/bin/sh", "-c", "#(nop) ", "ENV A=1"))
+    assert "reconciler.build" not in rec.config.labels

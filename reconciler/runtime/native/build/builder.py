@@ -629,7 +629,7 @@ class _Run:
             self.say(f"Removing intermediate container {cid[:12]}")
         else:
             argv = [*(s.run_config.get("Shell") or DEFAULT_SHELL), "#(nop) ", _one_line(ins)]
-            rec = self.step_container(s, argv, {}, "none", ())
+            rec = self.step_container(s, argv, {}, "none", (), started=False)
             self.say(f" ---> Running in {rec.id[:12]}")
             self.keep(rec.id)
         self.b.step_put(key)
@@ -1174,9 +1174,12 @@ class _Run:
                 self.keep(rec.id)
 
     def step_container(self, s: _Stage, argv: list[str], args: Mapping[str, str], network: str,
-                       mnts: Sequence[base.Mount], *, cap_add: tuple[str, ...] = ()) -> records.Record:
+                       mnts: Sequence[base.Mount], *, cap_add: tuple[str, ...] = (),
+                       started: bool = True) -> records.Record:
         """A container of the engine for a step, on the stage's snapshots, created (not started),
-        marked as a step's (`_STEP_LABEL`, `_PROCESS_LABEL`) until it is kept (`keep`)."""
+        marked as a step's (`_STEP_LABEL`, `_PROCESS_LABEL`) until it is kept (`keep`). One never
+        `started` (a metadata step's) is made whatever its command: FROM scratch has no shell,
+        as dockerd's create needs none."""
         mgr = self.b.manager
         lowers = self.layer_dirs(s.layers) or [self.empty_dir()]
         rc = s.run_config
@@ -1189,7 +1192,7 @@ class _Run:
             cap_add=cap_add,
         )
         image_config = {k: v for k, v in rc.items() if k in ("Env", "User", "WorkingDir")}
-        return mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers)
+        return mgr.create(cfg, image_id="", image_config=image_config, lowerdirs=lowers, late_start_errors=not started)
 
     def keep(self, cid: str) -> None:
         """Keep a step's container (dockerd's rm=false, or a failed step without forcerm): it

@@ -6,6 +6,7 @@ full build, which answers as it would have."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -97,6 +98,29 @@ def test_the_index_is_not_used_once_the_base_tag_or_the_cache_changed(
     assert BUILDER in loaded
     assert " ---> Using cache" not in moved.stdout
     assert engine.store.get("localhost/ri-app:1").id != indexed
+
+
+def test_an_entry_of_an_earlier_progress_is_not_used(
+    engine: Engine, context_dir: Callable[..., Path], busybox_image: str,
+) -> None:
+    """An entry an earlier version recorded (no `lines_format`: its metadata steps printed no
+    ` ---> Using cache`) would print those old lines: the full build answers, and records the
+    lines it prints now."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nENV A=1\nRUN echo x > /x\n"})
+    build(engine, "-t", "localhost/ri-old:1", str(ctx))
+    full, _ = build(engine, "-t", "localhost/ri-old:1", str(ctx))
+    assert full.stdout.count(" ---> Using cache") == 2
+    path = engine.config.root / "build" / "rebuilds.json"
+    index = json.loads(path.read_text())
+    for entry in index.values():            # as the version before recorded it
+        del entry["lines_format"]
+        entry["lines"].remove(" ---> Using cache")
+    path.write_text(json.dumps(index))
+    again, loaded = build(engine, "-t", "localhost/ri-old:1", str(ctx))
+    assert BUILDER in loaded
+    assert again.stdout == full.stdout
+    indexed, loaded = build(engine, "-t", "localhost/ri-old:1", str(ctx))
+    assert (indexed.stdout, BUILDER in loaded) == (full.stdout, False)
 
 
 def test_a_dockerfile_linked_from_outside_the_context_is_keyed_by_the_file_it_reads(

@@ -15,7 +15,7 @@ MAX_ENTRIES entries is recorded.
 
 An entry holds the image id, the image references the build resolved (FROM, COPY --from, RUN
 --mount from=) with the image each named, the build cache rows it used, and the lines it
-printed. A lookup answers only if every reference still names that complete image, every cache
+printed (with their format, `LINES`: an entry of an earlier progress is not used). A lookup answers only if every reference still names that complete image, every cache
 row is still the same (a --no-cache build replaces them) with its blob and snapshot, and every
 tag names the image: then the full build would print the same lines and make the same image
 (an unchanged rebuild makes the same id). Otherwise, or when anything cannot be read, the full
@@ -37,10 +37,13 @@ from reconciler.runtime.native.images import presence
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["KEEP", "MAX_ENTRIES", "key", "lookup", "record"]
+__all__ = ["KEEP", "LINES", "MAX_ENTRIES", "key", "lookup", "record"]
 
 MAX_ENTRIES = 4096      # context entries walked for a key; a larger context gets no index entry
 KEEP = 64               # index entries kept, the newest
+# the lines an entry holds are those of this version of the progress: an entry without it (an
+# earlier version's, whose metadata steps printed no `Running in` or `Using cache`) is not used
+LINES = 2
 
 
 def key(options: Mapping[str, Any]) -> str | None:
@@ -114,6 +117,8 @@ def lookup(root: Path, options: Mapping[str, Any]) -> tuple[str, list[str]] | No
     if not isinstance(entry, dict):
         return None
     try:
+        if entry.get("lines_format") != LINES:
+            return None
         image_id = str(entry["image_id"])
         names = {**{str(n): str(i) for n, i in entry["refs"].items()}, **dict.fromkeys(entry["tags"], image_id)}
         if any((presence.stored(root, name) or ("",))[0] != image_id_ for name, image_id_ in names.items()):
@@ -155,7 +160,7 @@ def record(root: Path, k: str, *, image_id: str, refs: Mapping[str, str], tags: 
     index = _load(root)
     index.pop(k, None)
     index[k] = {"image_id": image_id, "refs": dict(refs), "tags": list(tags), "cache": [list(c) for c in cache],
-                "lines": list(lines)}
+                "lines": list(lines), "lines_format": LINES}
     path = root / "build" / "rebuilds.json"
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:

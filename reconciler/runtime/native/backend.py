@@ -427,8 +427,9 @@ class NativeRuntime:
         """Give a container another name (start-first updates rename the new one into place)."""
         self.containers.rename(name_or_id, new_name)
 
-    # a running container (an interface more in its namespace); a stopped one keeps its namespace
-    # and the networks its record names, which a disconnect (of a running one only) changed
+    # what a pass connects in place (connect_container): a running container (an interface more in
+    # its namespace). A created or exited one is replaced by a pass when it is to run, though
+    # `network connect` (network_connect) records a change of its networks for its next start
     connects = frozenset({"running"})
 
     def connect_container(self, name_or_id: str, network: str, config: base.ContainerConfig, *,

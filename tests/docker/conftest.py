@@ -21,6 +21,7 @@ import shutil
 import signal
 import string
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -529,3 +530,41 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
         yield Engine(kind, rt, image, s)
     finally:
         s.cleanup()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Cli:
+    """`reconcile CMD --runtime RUNTIME ARGS...` on a state root of its own."""
+
+    def __init__(self, tmp: Path, runtime: str) -> None:
+        from tests.runtime.conftest import native_config  # (it imports this module's conformance)
+
+        self.runtime = runtime
+        config = native_config(tmp)
+        self.config = config
+        self.env = {**os.environ, "RECONCILER_ROOT": str(config.root), "RECONCILER_RUN_DIR": str(config.run_dir),
+                    "RECONCILER_PREFIX": config.name_prefix}
+        self.env.pop("RECONCILER_RUNTIME", None)
+
+    def __call__(self, cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler", cmd, "--runtime", self.runtime, *args], cwd=REPO,
+                              env=self.env, capture_output=True, text=True, check=False, timeout=120)
+
+
+@pytest.fixture
+def native_cli(tmp_path: Path) -> Iterator[Cli]:
+    """`reconcile CMD --runtime native` on a state root of its own, emptied after the test."""
+    from reconciler.runtime.native.backend import NativeRuntime
+    from tests.runtime.conftest import cleanup, leftovers
+
+    cli = Cli(tmp_path / "native", "native")
+    try:
+        yield cli
+    finally:
+        rt = NativeRuntime(cli.config)
+        cleanup(rt)
+        left = leftovers(cli.config)
+        rt.close()
+        assert left == [], left

@@ -12,35 +12,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.runtime.native.backend import NativeRuntime
-from tests.docker.conftest import TEST_LABEL, PulledImage, Scope
-from tests.runtime.conftest import cleanup, leftovers, native_config
+from tests.docker.conftest import TEST_LABEL, Cli, PulledImage, Scope
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.root]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Cli:
-    """`reconcile CMD --runtime RUNTIME ARGS...` on a state root of its own."""
-
-    def __init__(self, tmp: Path, runtime: str) -> None:
-        self.runtime = runtime
-        config = native_config(tmp)
-        self.config = config
-        self.env = {**os.environ, "RECONCILER_ROOT": str(config.root), "RECONCILER_RUN_DIR": str(config.run_dir),
-                    "RECONCILER_PREFIX": config.name_prefix}
-        self.env.pop("RECONCILER_RUNTIME", None)
-
-    def __call__(self, cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "reconciler", cmd, "--runtime", self.runtime, *args], cwd=REPO,
-                              env=self.env, capture_output=True, text=True, check=False, timeout=120)
 
 
 def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
@@ -87,19 +68,6 @@ def scenario(cli: Cli, image: str, prefix: str) -> dict[str, Any]:
         "rm": (rm.returncode, rm.stdout.split(), f"{prefix}-nosuch" in rm.stderr),
         "after": cli("ps", "-aq", "--filter", f"label={label}").stdout,
     }
-
-
-@pytest.fixture
-def native_cli(tmp_path: Path) -> Iterator[Cli]:
-    cli = Cli(tmp_path / "native", "native")
-    try:
-        yield cli
-    finally:
-        rt = NativeRuntime(cli.config)
-        cleanup(rt)
-        left = leftovers(cli.config)
-        rt.close()
-        assert left == [], left
 
 
 def test_container_commands_on_docker_print_what_they_print_on_native(

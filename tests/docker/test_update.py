@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,7 @@ import pytest
 
 from reconciler.runtime import base
 from reconciler.runtime.docker import backend
-from tests.docker.conftest import TEST_LABEL, Engine, PulledImage, Scope
-from tests.docker.test_cli_runtime import Cli
-from tests.runtime.conftest import cleanup, leftovers
+from tests.docker.conftest import TEST_LABEL, Cli, Engine, PulledImage, Scope
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.root]
 
@@ -29,22 +26,6 @@ CGROUP_FILES = ("memory/memory.limit_in_bytes", "memory/memory.memsw.limit_in_by
                 "cpu/cpu.shares", "pids/pids.max")
 HOST_CONFIG = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuPeriod", "CpuQuota",
                "CpusetMems", "PidsLimit", "BlkioWeight", "RestartPolicy")
-
-
-@pytest.fixture
-def native_cli(tmp_path: Path) -> Iterator[Cli]:
-    """`reconcile CMD --runtime native` on a state root of its own, emptied after the test."""
-    from reconciler.runtime.native.backend import NativeRuntime
-
-    cli = Cli(tmp_path / "native", "native")
-    try:
-        yield cli
-    finally:
-        rt = NativeRuntime(cli.config)
-        cleanup(rt)
-        left = leftovers(cli.config)
-        rt.close()
-        assert left == [], left
 
 
 def _blkio_weighed() -> bool:

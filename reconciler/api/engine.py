@@ -201,6 +201,7 @@ def config_from_create(name: str, body: Mapping[str, Any]) -> base.ContainerConf
         cap_drop=tuple(host.get("CapDrop") or ()), stop_signal=body.get("StopSignal") or None,
         stop_timeout=_stop_timeout(body.get("StopTimeout")), init=bool(host.get("Init")),
         tty=bool(body.get("Tty")), stdin_open=bool(body.get("OpenStdin")),
+        stdin_once=bool(body.get("StdinOnce")),
         ipv4_addresses={n: ep.ipv4 for n, ep in fixed.items() if ep.ipv4},
         ipv6_addresses={n: ep.ipv6 for n, ep in fixed.items() if ep.ipv6},
         mac_addresses={n: ep.mac for n, ep in own.items() if ep.mac},
@@ -1401,10 +1402,7 @@ class EngineApi:
             manager = rt.containers
             rec = manager.get(ident)
             doc = inspection.document(manager, rec)
-            cfg = doc.setdefault("Config", {})
-            for key, value in (("Tty", rec.terminal), ("OpenStdin", rec.stdin), ("StdinOnce", False),
-                               ("AttachStdin", False), ("AttachStdout", True), ("AttachStderr", True)):
-                cfg.setdefault(key, value)
+            cfg = doc["Config"]
             if isinstance(cfg.get("StopTimeout"), float):          # Go clients decode it as an int
                 cfg["StopTimeout"] = int(cfg["StopTimeout"])
             settings = doc["NetworkSettings"]

@@ -187,8 +187,10 @@ def config_json(args: argparse.Namespace) -> dict[str, Any]:
         "healthcheck": healthcheck,
         "resources": {"memory": args.memory, "cpus": args.cpus, "pids": args.pids_limit},
         "read_only": args.read_only, "cap_add": list(args.cap_add), "cap_drop": list(args.cap_drop),
-        # -d -i / -d -t: made with its stdin open / a terminal, for `attach` (docker run -dit)
+        # -d -i / -d -t: made with its stdin open / a terminal, for `attach` (docker run -dit);
+        # create's and a foreground run's -i: StdinOnce, the attach that sends it closes it (docker's)
         "tty": args.tty, "stdin_open": args.interactive,
+        "stdin_once": args.interactive and not getattr(args, "detach", False),
         "stop_signal": args.stop_signal, "stop_timeout": args.stop_timeout,
     }
 

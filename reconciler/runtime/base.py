@@ -328,6 +328,9 @@ class ContainerConfig:
     dns_search: tuple[str, ...] = ()            # search domains instead of the host's
     tty: bool = False                           # main process on a pseudo-terminal (run -t)
     stdin_open: bool = False                    # main process's stdin kept open (run -i)
+    # Docker's StdinOnce: the attach that sends its stdin closes it as it ends (`run -i` in the
+    # foreground, `create -i`; not `run -d -i`, whose stdin stays open across attaches), unless a terminal
+    stdin_once: bool = False
     no_new_privileges: bool = False             # the no_new_privs bit (security-opt no-new-privileges)
     dns_options: tuple[str, ...] = ()           # resolv.conf options instead of the host's
     oom_score_adj: int | None = None            # -1000..1000
@@ -432,7 +435,7 @@ def config_to_json(config: ContainerConfig) -> dict[str, Any]:
         out.pop("secret_env")            # absent when none: records written before it read the same
     for key in ("image_id", "ipv4_addresses", "ipv6_addresses", "log_driver", "log_options", "mac_addresses",
                 "link_local_ips", "gw_priorities", "job", "network_aliases", "rollback", "service_labels",
-                "endpoint_mode", "links"):
+                "endpoint_mode", "links", "stdin_once"):
         if not out[key]:
             out.pop(key)                 # likewise
     for key in ("delay", "window"):
@@ -497,7 +500,7 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "sysctls": _dict,
     "ulimits": lambda v: tuple(Ulimit(**u) for u in v or ()),
     "shm_size": _same, "extra_hosts": _strings, "dns": _strings, "dns_search": _strings,
-    "tty": bool, "stdin_open": bool, "no_new_privileges": bool, "dns_options": _strings,
+    "tty": bool, "stdin_open": bool, "stdin_once": bool, "no_new_privileges": bool, "dns_options": _strings,
     "oom_score_adj": _same, "group_add": _strings, "privileged": bool, "devices": _strings,
     "domainname": _same,
     "reservations": lambda v: Resources(**(v or {})),

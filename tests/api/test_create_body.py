@@ -61,7 +61,7 @@ FULL = base.ContainerConfig(
     replicas=2, update=base.UpdateConfig(order="start-first"), global_mode=True, constraints=("node.role==manager",),
     spread=("node.labels.zone",), sysctls={"net.core.somaxconn": "1024"},
     ulimits=(base.Ulimit(name="nofile", soft=1024, hard=2048),), shm_size=1 << 20, extra_hosts=("db:10.0.0.2",),
-    dns=("10.0.0.53",), dns_search=("lan",), tty=True, stdin_open=True, no_new_privileges=True,
+    dns=("10.0.0.53",), dns_search=("lan",), tty=True, stdin_open=True, stdin_once=True, no_new_privileges=True,
     dns_options=("ndots:1",), oom_score_adj=100, group_add=("audio",), privileged=True,
     devices=("/dev/fuse:/dev/fuse:rwm",), domainname="example", reservations=base.Resources(memory=1 << 20),
     secret_env={"KEY": "sha256:" + "a" * 64},

@@ -35,14 +35,43 @@ def test_docker_run_i_and_attach_feed_stdin(engine_api: str, busybox_image: str)
     assert run.stderr == "err\n"
     assert docker(engine_api, "ps", "-aq").stdout.strip() == ""
 
+    # `run -d -i` is not StdinOnce: an attach's end of input leaves its stdin open, as dockerd
+    # leaves it (measured with dockerd 20.10 and the docker 28 CLI: `docker attach < file` then
+    # waits for the container's exit), and the next attach feeds it again
     docker(engine_api, "run", "-d", "-i", "--name", "echoer", "--network", "none", busybox_image, "sh", "-c",
            "while read line; do echo \"echo:$line\"; done; echo stdin-closed")
-    inspect = docker(engine_api, "inspect", "--format", "{{.Config.OpenStdin}}", "echoer").stdout.strip()
-    assert inspect == "true"
-    attached = _docker_in(engine_api, "a\nb\n", "attach", "echoer")
-    assert attached.stdout == "echo:a\necho:b\nstdin-closed\n", attached.stderr
-    assert docker(engine_api, "inspect", "--format", "{{.State.Status}}", "echoer").stdout.strip() == "exited"
-    docker(engine_api, "rm", "echoer")
+    inspect = docker(engine_api, "inspect", "--format", "{{.Config.OpenStdin}} {{.Config.StdinOnce}}", "echoer")
+    assert inspect.stdout.strip() == "true false"
+    for lines, echoed in (("a\nb\n", "echo:a\necho:b\n"), ("c\n", "echo:a\necho:b\necho:c\n")):
+        attached = _docker_attach(engine_api, lines, "echoer")
+        try:
+            _until_logged(engine_api, "echoer", echoed)
+            time.sleep(1)                   # (a closed stdin would have ended it, and the attach)
+            assert attached.poll() is None
+            assert docker(engine_api, "inspect", "--format", "{{.State.Status}}", "echoer").stdout.strip() == "running"
+        finally:
+            attached.kill()
+            attached.wait()
+    docker(engine_api, "rm", "-f", "echoer")
+
+
+def _docker_attach(sock: str, stdin: str, name: str) -> subprocess.Popen[bytes]:
+    """`docker attach NAME` fed `stdin`, then its end; left running."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    env.pop("DOCKER_CONTEXT", None)
+    proc = subprocess.Popen(["docker", "attach", name], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdin is not None
+    proc.stdin.write(stdin.encode())
+    proc.stdin.close()
+    return proc
+
+
+def _until_logged(sock: str, name: str, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (logged := docker(sock, "logs", name).stdout) != text:
+        assert time.monotonic() < deadline, logged
+        time.sleep(0.1)
 
 
 def test_docker_py_attach_socket(engine_api: str, busybox_image: str) -> None:
@@ -107,7 +136,9 @@ def test_stdin_above_conmons_message_size_arrives_whole(engine_api: str, busybox
     run = _docker_in(engine_api, data, "run", "-i", "--rm", "--network", "none", busybox_image, "wc", "-c")
     assert (run.returncode, run.stdout.strip()) == (0, "500000"), run.stderr
 
-    docker(engine_api, "run", "-d", "-i", "--name", "counter", "--network", "none", busybox_image, "wc", "-c")
+    # (its stdin stays open after the attach, `run -d -i` not being StdinOnce: head ends the count)
+    docker(engine_api, "run", "-d", "-i", "--name", "counter", "--network", "none", busybox_image, "sh", "-c",
+           f"head -c {len(data)} | wc -c")
     try:
         attached = _docker_in(engine_api, data, "attach", "counter")
         assert attached.stdout.strip() == "500000", attached.stderr

@@ -428,7 +428,7 @@ CHANGES: dict[str, tuple[Any, base.ContainerConfig]] = {
     "rollback.order": ("start-first", ROLLBACK), "rollback.on_failure": ("continue", ROLLBACK),
     "rollback.monitor": (2.0, ROLLBACK), "rollback.parallelism": (0, ROLLBACK), "rollback.delay": (1.0, ROLLBACK),
     "rollback.max_failure_ratio": (0.5, ROLLBACK), "service_labels": ({"team": "shop"}, BASE),
-    "endpoint_mode": ("dnsrr", BASE), "links": (("db:database",), BASE),
+    "endpoint_mode": ("dnsrr", BASE), "links": (("db:database",), BASE), "stdin_once": (True, BASE),
 }
 
 

@@ -193,6 +193,8 @@ def container_body(config: base.ContainerConfig, *, endpoints: int = 1, containe
         body["Tty"] = True
     if config.stdin_open:
         body["OpenStdin"] = True
+    if config.stdin_once:
+        body["StdinOnce"] = True
     if config.command is not None:
         body["Entrypoint"] = list(config.command)
     if config.args is not None:

@@ -158,6 +158,9 @@ def refusals(config: base.ContainerConfig, *, api_version: str) -> list[str]:
     if config.image_id is not None:         # (a rollback's pin; a cluster rolls a service back itself)
         out.append(f"image: a Swarm service's tasks pull their image by its reference on their nodes, not by the "
                    f"id {config.image_id[:19]} one host holds; name it by its digest (NAME@sha256:...)")
+    if config.stdin_once:       # (a CLI's `run -i`/`create -i` alone sets it: no manifest field has it)
+        out.append("stdin_once: a Swarm service's stdin is not closed by the attach that sends it (Docker's "
+                   "StdinOnce); make it without StdinOnce (run -d -i)")
     if config.privileged:
         out.append("spec.privileged: a Swarm service cannot be privileged; name the capabilities it needs "
                    "(capAdd), or run it with a single-host agent")

@@ -25,14 +25,20 @@ from tests.native.containers.test_cli import cli as cli  # the fixture
 pytestmark = [pytest.mark.root, pytest.mark.registry]
 
 
-def _env(tmp: Path) -> dict[str, str]:
+def _env(tmp: Path, **more: str) -> dict[str, str]:
     config = native_config_of(tmp)
     return {**os.environ, "RECONCILER_ROOT": str(config.root), "RECONCILER_RUN_DIR": str(config.run_dir),
-            "RECONCILER_PREFIX": config.name_prefix}
+            "RECONCILER_PREFIX": config.name_prefix, **more}
 
 
 def _status(reconcile: Reconcile, name: str) -> str:
     return str(json.loads(reconcile("inspect", name).stdout)[0]["State"]["Status"])
+
+
+def _stdin_config(reconcile: Reconcile, name: str) -> tuple[bool, bool, bool]:
+    """Its inspect's Config.Tty, OpenStdin and StdinOnce."""
+    config = json.loads(reconcile("inspect", name).stdout)[0]["Config"]
+    return config["Tty"], config["OpenStdin"], config["StdinOnce"]
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -80,13 +86,13 @@ class Terminal:
     `rows` x `cols`; what it shows read as it comes. The terminal's settings as the command
     found them are kept (`settings`), to see it restored them."""
 
-    def __init__(self, tmp: Path, *args: str, rows: int = 24, cols: int = 80) -> None:
+    def __init__(self, tmp: Path, *args: str, rows: int = 24, cols: int = 80, env: dict[str, str] | None = None) -> None:
         import termios
 
         self.master, self.slave = os.openpty()
         self.size(rows, cols)
         self.settings = termios.tcgetattr(self.slave)
-        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=_env(tmp),
+        self.proc = subprocess.Popen([sys.executable, "-m", "reconciler", *args], cwd=REPO, env=_env(tmp, **(env or {})),
                                      stdin=self.slave, stdout=self.slave, stderr=self.slave, start_new_session=True)
         self.shown = b""
 
@@ -272,3 +278,48 @@ def test_start_a_attaches_before_it_starts(cli: tuple[Reconcile, Path], busybox_
     assert (code, out) == (4, b"got one\n"), err
     code, out, err = Piped(tmp, "start", "-ai", "asker", stdin=b"two\n").end()
     assert (code, out) == (4, b"first-line\ngot two\n"), err
+
+
+def test_create_i_and_t_make_it_with_stdin_and_a_terminal_for_start_ai(cli: tuple[Reconcile, Path],
+                                                                      busybox_image: str) -> None:
+    """`create -it` then `start -ai` is a working shell, `create -i` then `start -ai < file` feeds
+    it and ends at its EOF (docker create -i is StdinOnce); inspect shows Tty, OpenStdin and
+    StdinOnce as docker's (measured: create -i and -it are StdinOnce)."""
+    reconcile, tmp = cli
+    reconcile("create", "-i", "-t", "--network", "none", "--name", "shell", busybox_image, "sh")
+    reconcile("create", "-i", "--network", "none", "--name", "cat", busybox_image, "cat")
+    reconcile("create", "--network", "none", "--name", "plain", busybox_image, "true")
+    assert _stdin_config(reconcile, "shell") == (True, True, True)
+    assert _stdin_config(reconcile, "cat") == (False, True, True)
+    assert _stdin_config(reconcile, "plain") == (False, False, False)
+    term = Terminal(tmp, "start", "-ai", "shell")
+    try:
+        term.type(b"echo one-$((1+1))\r")
+        term.expect(b"one-2")
+        term.type(b"exit 7\r")
+        assert term.end() == 7, term.shown
+    finally:
+        term.close()
+    code, out, err = Piped(tmp, "start", "-ai", "cat", stdin=b"hello\n").end()
+    assert (code, out) == (0, b"hello\n"), err
+
+
+def test_stdin_closes_at_the_attach_end_only_for_stdin_once(cli: tuple[Reconcile, Path], busybox_image: str) -> None:
+    """docker's StdinOnce: `run -i` in the foreground closes the container's stdin at our EOF (its
+    `cat` ends); `run -d -i` is not StdinOnce: `attach < file` leaves its stdin open, so the
+    container runs on and a later attach feeds it again (as dockerd: measured with docker 28)."""
+    reconcile, tmp = cli
+    code, out, err = Piped(tmp, "run", "-i", "--rm", "--network", "none", busybox_image, "cat",
+                           stdin=b"once\n").end()
+    assert (code, out) == (0, b"once\n"), err
+    reconcile("run", "-d", "-i", "--network", "none", "--name", "kept", busybox_image, "cat")
+    assert _stdin_config(reconcile, "kept") == (False, True, False)
+    for line in (b"one\n", b"two\n"):
+        attached = Piped(tmp, "attach", "kept", stdin=line)
+        attached.expect(line)
+        time.sleep(1)                           # (a closed stdin would have ended `cat`, and the attach)
+        assert attached.proc.poll() is None, attached.end()
+        assert _status(reconcile, "kept") == "running"
+        attached.proc.kill()                    # (docker attach too waits for the container's exit)
+        attached.end()
+

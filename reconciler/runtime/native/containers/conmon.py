@@ -94,6 +94,7 @@ def create(
     log_size_max: int | None = DEFAULT_LOG_SIZE_MAX,
     terminal: bool = False,
     stdin: bool = False,
+    stdin_once: bool = False,
     place: Callable[[int], None] | None = None,
     exit_command: Sequence[str] = (),
 ) -> tuple[int, int]:
@@ -102,6 +103,8 @@ def create(
     The container is then in the runtime's `created` state, its process blocked until
     `<runtime> start`. `log_size_max` None or 0: conmon does not cap the log. On failure every
     trace conmon left (exit files, runtime state) is removed and a clear error raised.
+    `stdin`: its stdin open for attaches (`-i`), which conmon closes (the process's EOF) as the
+    attach that sends it ends only when `stdin_once` and no `terminal` (Docker's StdinOnce).
     `place(pid)` is given conmon's daemon (the process that stays) while it runs the runtime's
     create, e.g. to move it into its own cgroup (`_place_daemon`). `exit_command`: what conmon runs
     once the container exited and its exit file is written (an AutoRemove container's removal,
@@ -138,11 +141,13 @@ def create(
         argv.append("-t")
     if stdin:
         argv.append("-i")
-        if terminal:
-            # a terminal's input outlives each attach, as dockerd never closes a TTY container's
-            # stdin: a detach (Ctrl-p Ctrl-q) and a new `attach` type into it again (conmon
-            # closed it at the end of each attach connection). Without a terminal conmon closes
-            # it then, which is the process's EOF (`attach < file` ends: the Engine API's too)
+        if terminal or not stdin_once:
+            # stdin outlives each attach, as dockerd closes a container's stdin only for
+            # StdinOnce without a terminal: a detach (Ctrl-p Ctrl-q) and a new `attach` type into
+            # a terminal again, and `attach < file` of a `run -d -i` container leaves it open
+            # (conmon closes it at the end of each attach connection without this). StdinOnce
+            # without a terminal (`run -i`, `create -i` then `start -ai`): conmon closes it then,
+            # which is the process's EOF (`run -i < file` ends: the Engine API's too)
             argv.append("--leave-stdin-open")
     for arg in runtime.conmon_runtime_args(paths.oci_log):
         argv += ["--runtime-arg", arg]

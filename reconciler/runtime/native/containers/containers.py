@@ -480,7 +480,8 @@ class ContainerManager(records.RecordStore):
                 with self._creating(rec):
                     pid, conmon_pid = conmon.create(cid, name, self.oci(rec.runtime), p.conmon, place=self._place(rec),
                                                      log_size_max=self._log_cap(rec.config), terminal=rec.terminal,
-                                                     stdin=rec.stdin, exit_command=self._exit_command(rec))
+                                                     stdin=rec.stdin, stdin_once=rec.config.stdin_once,
+                                                     exit_command=self._exit_command(rec))
             except oci.ProcessFailed:
                 if not late_start_errors:
                     raise
@@ -799,6 +800,7 @@ class ContainerManager(records.RecordStore):
                     pid, conmon_pid = conmon.create(rec.id, rec.name, rt, p.conmon, place=self._place(rec),
                                                      log_size_max=self._log_cap(rec.config),
                                                      terminal=rec.terminal, stdin=rec.stdin,
+                                                     stdin_once=rec.config.stdin_once,
                                                      exit_command=self._exit_command(rec))
             except oci.ProcessFailed as exc:
                 # as dockerd records a start whose process could not be made: the status kept,

@@ -75,6 +75,9 @@ def document(store: records.RecordStore, rec: records.Record) -> dict[str, Any]:
                 None if cfg.command is not None else rec.image_config.get("Cmd")),
             "Entrypoint": (list(cfg.command) or None) if cfg.command is not None else rec.image_config.get("Entrypoint"),
             "Image": rec.image,
+            # its terminal and stdin (`-t`, `-i`; StdinOnce: base.ContainerConfig.stdin_once), as dockerd's
+            "Tty": rec.terminal, "OpenStdin": rec.stdin, "StdinOnce": rec.config.stdin_once,
+            "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
             # the image's VOLUMEs and the container's anonymous volumes (`docker run -v /data`), as dockerd merges them
             "Volumes": {**(rec.image_config.get("Volumes") or {}),
                         **{m.target: {} for m in cfg.mounts if m.type == "volume" and m.source in anonymous}} or None,

@@ -6,7 +6,8 @@
                               are typed (None)
     relay(sock, ...)          our stdin to conmon's attach socket and its output to ours; our
                               terminal raw while its is attached, sized with it (SIGWINCH)
-    detach_keys(text)         docker's --detach-keys (`ctrl-p,ctrl-q`) as the bytes they type
+    detach_keys(text)         docker's --detach-keys (`ctrl-p,ctrl-q`) as the bytes they type; none
+                              given: the Docker client config's detachKeys, as docker's
     proxied(kill)             the signals a user sends a foreground command go to the container
                               (docker's --sig-proxy)
     check_tty(stdin, tty)     docker's "the input device is not a TTY"
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
-__all__ = ["DEFAULT_DETACH_KEYS", "DETACHED", "check_tty", "detach_keys", "proxied", "relay", "session",
-           "through_socket"]
+__all__ = ["DEFAULT_DETACH_KEYS", "DETACHED", "check_tty", "configured_detach_keys", "detach_keys", "proxied",
+           "relay", "session", "through_socket"]
 
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 DETACHED = "read escape sequence"       # what `docker attach` says as the detach keys end it (exit 1)
@@ -39,12 +40,37 @@ PROXIED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 _CONTROL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}    # ctrl-<these>, as moby/term names them
 
 
+def configured_detach_keys() -> tuple[str, str] | None:
+    """The Docker client config's `detachKeys` (credentials.docker_config_path: $DOCKER_CONFIG/
+    config.json, else ~/.docker/config.json) and that file's path; None when it sets none. A file
+    that cannot be read is warned of and left, as the docker CLI leaves it."""
+    import json
+
+    from reconciler.registry_client import credentials
+
+    path = credentials.docker_config_path()
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        print(f"WARNING: Error loading config file: {path}: {exc}", file=sys.stderr)
+        return None
+    keys = doc.get("detachKeys") if isinstance(doc, dict) else None
+    return (keys, str(path)) if isinstance(keys, str) and keys else None
+
+
 def detach_keys(text: str | None) -> bytes:
     """`--detach-keys` as the docker CLI reads it (moby/term ToBytes): keys separated by commas,
-    each one character or `ctrl-` and a letter or one of @ [ \\ ] ^ _; empty or None: the
-    default, Ctrl-p Ctrl-q. InvalidArgument naming the key it does not know."""
+    each one character or `ctrl-` and a letter or one of @ [ \\ ] ^ _; empty or None: the Docker
+    client config's `detachKeys` (`configured_detach_keys`), else the default, Ctrl-p Ctrl-q, as
+    the docker CLI's attach, start -a and run -it take them. InvalidArgument naming the key it
+    does not know (and the file, for the config's)."""
+    where = None                            # the config file they came from
+    if not text:
+        text, where = configured_detach_keys() or (DEFAULT_DETACH_KEYS, None)
     keys = bytearray()
-    for key in (text or DEFAULT_DETACH_KEYS).split(","):
+    for key in text.split(","):
         low = key.lower()
         if len(key) == 1 and key.isascii():
             keys.append(ord(key))
@@ -53,7 +79,8 @@ def detach_keys(text: str | None) -> bytes:
         else:
             from reconciler.runtime import errors
 
-            raise errors.InvalidArgument(f"invalid detach keys {text!r}: unknown key {key!r}",
+            source = f" (detachKeys in {where})" if where else ""
+            raise errors.InvalidArgument(f"invalid detach keys {text!r}{source}: unknown key {key!r}",
                                          hint="a comma-separated sequence of keys, each a character or ctrl-a.."
                                               "ctrl-z, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_ "
                                               f"(default {DEFAULT_DETACH_KEYS})")

@@ -5,8 +5,8 @@ attach` attaches it; and `start -a [-i]`, which attaches before it starts (`star
 What the container writes from now on is printed (nothing of before: `logs` has that), our
 stdin goes to it when it was made with `-i` (not with `--no-stdin`), our terminal is raw while
 its terminal is attached, and sized with it. The container's exit ends it with its exit code;
-Ctrl-p Ctrl-q (`--detach-keys`) leaves it running: "read escape sequence", exit 1, as `docker
-attach` says and exits (`start -a` ends so silently, exit 0, as `docker start -a`). Without a
+Ctrl-p Ctrl-q (`--detach-keys`; none given: the Docker client config's `detachKeys`) leaves it
+running: "read escape sequence", exit 1, as `docker attach` says and exits (`start -a` ends so silently, exit 0, as `docker start -a`). Without a
 terminal, the signals we get (Ctrl-C's SIGINT, SIGTERM...) go to the container
 (`--sig-proxy=false`: they end the attach alone). A container that does not run is refused in
 docker's words, exit 1. The native engine's alone (`attaching.py` relays): another engine's
@@ -26,8 +26,9 @@ SUMMARY = "attach to a running container's input and output"
 def add_detach_keys(parser: argparse.ArgumentParser) -> None:
     """--detach-keys, as `attach` and `start -a` take it."""
     parser.add_argument("--detach-keys", default=None, metavar="KEYS",
-                        help="the keys that detach and leave the container running (default ctrl-p,ctrl-q): "
-                             "characters and ctrl-<a..z, @, [, \\, ], ^, _>, comma-separated")
+                        help="the keys that detach and leave the container running (default: the Docker client "
+                             "config's detachKeys, else ctrl-p,ctrl-q): characters and ctrl-<a..z, @, [, \\, ], ^, "
+                             "_>, comma-separated")
 
 
 def register(subparsers: Any) -> None:

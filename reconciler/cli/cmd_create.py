@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SPEC", "register", "run"]
 
-# run's options (one description: cmd_run.SPEC), but -d: docker create refuses it too
-SPEC = cmd_run.SPEC.without("detach")
+# run's options (one description: cmd_run.SPEC), but -d and --detach-keys: docker create has neither
+SPEC = cmd_run.SPEC.without("detach", "detach_keys")
 
 
 def register(subparsers: Any) -> None:

@@ -112,6 +112,11 @@ SPEC = fastpath.Spec((
                                          "help": "signal to stop the container (default: image's or SIGTERM)"}),
     (("--stop-timeout",), "stop_timeout", {"default": 10.0, "type": float, "help": "seconds before SIGKILL on stop"}),
     (("-l", "--label"), "label", _listed("KEY=VALUE", "set a label")),
+    (("--detach-keys",), "detach_keys", {
+        "default": None, "metavar": "KEYS",
+        "help": "with -it: the keys that detach and leave the container running (default: the Docker client "
+                "config's detachKeys, else ctrl-p,ctrl-q): characters and ctrl-<a..z, @, [, \\, ], ^, _>, "
+                "comma-separated"}),
 ))
 
 
@@ -388,9 +393,17 @@ def _follow(rt: Any, cid: str, args: argparse.Namespace) -> int:
 
 def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
     """`run -i`/`-t` on the native engine: a terminal or stdin attached through conmon's socket
-    (cli/attaching.py relays)."""
+    (cli/attaching.py relays), as `docker run -it`: the detach keys (`--detach-keys`, else the
+    Docker client config's, else Ctrl-p Ctrl-q) leave it running, silently, exit 0. With `--rm`
+    it is AutoRemove (as docker run --rm makes it): removed at once when it exits during the
+    session (this process supervises meanwhile: parts.supervising), by whoever is there at its
+    exit after a detach (autoremove.py)."""
+    import contextlib
+
+    from reconciler.cli import attaching
     from reconciler.runtime import errors, parts
 
+    keys = attaching.detach_keys(args.detach_keys)     # a bad one refused before anything is made
     try:
         image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
     except errors.NotFound as exc:
@@ -401,27 +414,35 @@ def _run_attached(rt: Any, config: Any, args: argparse.Namespace) -> int:
         image_id, image_cfg, layer_dirs = rt.images.resolve(config.image)
     mgr = rt.containers
     cid = mgr.create(config, image_id=image_id, image_config=image_cfg.get("config") or {},
-                     lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive, volatile=args.rm).id
-    try:
-        sock = parts.attach(mgr, cid)
+                     lowerdirs=layer_dirs, terminal=args.tty, stdin=args.interactive, volatile=args.rm,
+                     auto_remove=args.rm).id
+    with contextlib.ExitStack() as stack:
+        if args.rm:     # its exit in the session: removed below, not by conmon's exit command
+            stack.enter_context(parts.supervising(rt))
         try:
-            rt.start_container(cid)
+            sock = parts.attach(mgr, cid)
+            try:
+                # asked now: one removed at its exit meanwhile (an agent's) answers from the journal
+                looks = rt.wait_condition(cid, "not-running")
+                rt.start_container(cid)
+            except BaseException:
+                sock.close()
+                raise
         except BaseException:
-            sock.close()
+            if args.rm:
+                rt.remove_container(cid, force=True, volumes=True)
             raise
-    except BaseException:
+        collector.resume()                    # started: a terminal session may last for hours
+        try:
+            if attaching.relay(sock, stdin=args.interactive, tty=args.tty, keys=keys,
+                               resize=lambda rows, cols: parts.resize(mgr, cid, rows, cols)):
+                return 0                    # detached: it runs on, as docker run -it's (silently)
+        finally:
+            sock.close()
+        code = 0
+        for look in looks:
+            code = look if look is not None else code
         if args.rm:
-            rt.remove_container(cid, force=True, volumes=True)
-        raise
-    collector.resume()                    # started: a terminal session may last for hours
-    from reconciler.cli import attaching
-
-    try:
-        attaching.relay(sock, stdin=args.interactive, tty=args.tty,
-                        resize=lambda rows, cols: parts.resize(mgr, cid, rows, cols))
-    finally:
-        sock.close()
-    code = int(mgr.wait(cid))
-    if args.rm:
-        rt.remove_container(cid, force=True, volumes=True)
+            with contextlib.suppress(errors.NotFound):     # removed meanwhile (an agent's restart manager)
+                rt.remove_container(cid, force=True, volumes=True)
     return code

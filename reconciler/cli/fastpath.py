@@ -88,9 +88,11 @@ class Spec:
             self.choices["runtime"] = RUNTIMES
 
     def without(self, *dests: str) -> Spec:
-        """This description less the flags of `dests` (`create`: run's, without -d)."""
+        """This description less the flags and options of `dests` (`create`: run's, without -d
+        and --detach-keys)."""
         return Spec(tuple(f for f in self.flags if f[1] not in dests), output=self.output, positional=self.positional,
-                    engine=self.engine, runtime=self.runtime, defaults=self.defaults, valued=self.valued,
+                    engine=self.engine, runtime=self.runtime, defaults=self.defaults,
+                    valued=tuple(v for v in self.valued if v[1] not in dests),
                     remainder=self.remainder, logs=self.logs, more=self.more)
 
     def dests(self) -> dict[str, str]:

@@ -45,6 +45,7 @@ __all__ = [
     "Credential",
     "CredentialStore",
     "Saved",
+    "docker_config_path",
     "from_auth_config",
     "login_registry",
     "server_key",
@@ -156,6 +157,14 @@ def to_auth_config(cred: Credential, registry: str) -> dict[str, str]:
 Runner = Callable[[list[str], str], "tuple[int, str]"]
 
 
+def docker_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The Docker client's config file, as the docker CLI finds it: `$DOCKER_CONFIG/config.json`,
+    else `~/.docker/config.json` (`env`: os.environ when None). Its credentials are read here;
+    its other settings (`detachKeys`: cli/attaching.py) by whoever needs them, from this path."""
+    base = (os.environ if env is None else env).get("DOCKER_CONFIG")
+    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
+
+
 def _run_helper(argv: list[str], stdin: str) -> tuple[int, str]:
     try:
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False)
@@ -186,10 +195,7 @@ class CredentialStore:
     ) -> None:
         self._env = os.environ if env is None else env
         self._static = dict(static or {})
-        if docker_config is None:
-            base = self._env.get("DOCKER_CONFIG")
-            docker_config = Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
-        self._docker_config = docker_config
+        self._docker_config = docker_config_path(self._env) if docker_config is None else docker_config
         if auth_file is None:
             env_file = self._env.get("REGISTRY_AUTH_FILE")
             xdg = self._env.get("XDG_RUNTIME_DIR")

@@ -14,6 +14,7 @@ native engine's own parts, so the CLI names no module of `runtime/native/`:
     network_manager                       `network ...`
     exec_argv / attach / resize           a terminal attached to `run`, `exec` and `attach` (conmon's socket)
     start_attached                        `start -a`: a start with conmon's socket connected first
+    supervising                           `run -it --rm`: this process removes its AutoRemove container
     run_foreground                        `run` without a terminal, step by step (the CLI's engine
                                           and an agent's, POST /v1/run)
     create                                a container made, its image pulled if missing (`run`'s
@@ -29,6 +30,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import IO, Any
 
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["attach", "build_image", "commit_container", "container_summaries", "create", "exec_argv", "exec_relayed", "export_container", "export_volume",
            "image_summaries", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
-           "resize", "run_foreground", "save_images", "start_attached", "tag_image", "unpack_context", "volume_store"]
+           "resize", "run_foreground", "save_images", "start_attached", "supervising", "tag_image", "unpack_context", "volume_store"]
 
 if TYPE_CHECKING:
     Progress = Callable[[str], None]
@@ -286,6 +288,16 @@ def start_attached(rt: NativeRuntime, name: str) -> AttachSocket:
             f"cannot attach to container {rec.name}: it was started by another process meanwhile",
             hint=f"reconcile attach {rec.name}")
     return connected[0]
+
+
+def supervising(rt: NativeRuntime) -> AbstractContextManager[None]:
+    """While it lasts, an AutoRemove container of the native engine `rt` that exits is left to
+    this process to remove (conmon's exit command leaves it to a supervisor: autoremove.py):
+    `run -it --rm` removes its own once it exited in the session, and leaves it to the exit
+    command after a detach."""
+    from reconciler.runtime.native.containers import autoremove
+
+    return autoremove.supervising(rt.config.run_dir)
 
 
 def resize(containers: RecordStore, name: str, rows: int, cols: int) -> None:

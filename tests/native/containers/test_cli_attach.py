@@ -323,3 +323,44 @@ def test_stdin_closes_at_the_attach_end_only_for_stdin_once(cli: tuple[Reconcile
         attached.proc.kill()                    # (docker attach too waits for the container's exit)
         attached.end()
 
+
+def test_run_it_detaches_with_the_configured_keys_and_rm_removes_it_later(cli: tuple[Reconcile, Path],
+                                                                         busybox_image: str) -> None:
+    """The Docker client config's detachKeys ($DOCKER_CONFIG/config.json) are the default of
+    `run -it` and `attach`; `run -it` detaches silently, exit 0, the container running on, as
+    `docker run -it` does; with `--rm` it is removed once it exits later (docker's AutoRemove),
+    and at once when it exits in the session."""
+    reconcile, tmp = cli
+    config_dir = tmp / "docker-config"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text(json.dumps({"detachKeys": "ctrl-a,x"}))
+    env = {"DOCKER_CONFIG": str(config_dir)}
+    first = Terminal(tmp, "run", "-it", "--rm", "--network", "none", "--name", "fg", busybox_image, "sh", env=env)
+    try:
+        first.type(b"echo one-$((1+1))\r")
+        first.expect(b"one-2")
+        first.type(b"\x10\x11")               # not the keys configured: typed into the shell
+        first.type(b"\x01x")
+        assert first.end() == 0, first.shown
+        assert b"read escape sequence" not in first.shown
+    finally:
+        first.close()
+    assert _status(reconcile, "fg") == "running"
+    second = Terminal(tmp, "attach", "fg", env=env)
+    try:
+        second.type(b"echo two-$((2+2))\r")
+        second.expect(b"two-4")
+        second.type(b"\x01x")
+        assert second.end() == 1, second.shown
+    finally:
+        second.close()
+    reconcile("kill", "fg")
+    _until("removed after its exit", lambda: reconcile("inspect", "fg", check=False).returncode != 0)
+
+    third = Terminal(tmp, "run", "-it", "--rm", "--network", "none", "--name", "fg2", busybox_image, "sh", env=env)
+    try:
+        third.type(b"exit 3\r")
+        assert third.end() == 3, third.shown
+    finally:
+        third.close()
+    assert reconcile("inspect", "fg2", check=False).returncode != 0

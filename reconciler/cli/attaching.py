@@ -15,7 +15,8 @@
 Which stream an attach reads (`through_socket`): conmon's attach socket when the container has a
 terminal or our stdin goes to it (the process's bytes as written, both ways); else its log from
 now (from its start, for `start -a`): an output-only connection to the socket of a container with
-an open stdin and no terminal would close that stdin as it ends (conmon's rule, the process's EOF).
+an open StdinOnce stdin and no terminal would close that stdin as it ends (conmon's rule, the
+process's EOF).
 """
 
 from __future__ import annotations
@@ -243,7 +244,8 @@ def relay(sock: Any, *, stdin: bool, tty: bool, keys: bytes = b"",
     `tty` and our stdin a terminal that goes to it, ours is raw meanwhile (restored however this
     ends) and `keys` are looked for; `resize(rows, cols)` sets the container's terminal to the
     size of ours, at once and after each SIGWINCH (`_Sizer`). The end of our stdin closes the
-    socket's writing half (conmon then closes the process's stdin, unless it has a terminal)."""
+    socket's writing half (conmon then closes the process's stdin when it is StdinOnce without a
+    terminal: conmon.create's --leave-stdin-open)."""
     import os
     import select
     import socket
@@ -283,7 +285,7 @@ def relay(sock: Any, *, stdin: bool, tty: bool, keys: bytes = b"",
                         sock.sendall(typed)
                     if not chunk:
                         reading = False
-                        sock.shutdown(socket.SHUT_WR)      # EOF: conmon closes the process's stdin
+                        sock.shutdown(socket.SHUT_WR)      # EOF: a StdinOnce process's, from conmon
                 except OSError:
                     reading = False                         # it ended meanwhile: its output is read to the end
                 if detached:

@@ -66,7 +66,7 @@ class AttachSocket:
             self.sock.sendall(view[at:at + ATTACH_MESSAGE_MAX])
 
     def shutdown(self, how: int) -> None:
-        """SHUT_WR: conmon closes the process's stdin."""
+        """SHUT_WR: conmon closes the process's stdin (a StdinOnce one's without a terminal: conmon.create)."""
         self.sock.shutdown(how)
 
     def close(self) -> None:

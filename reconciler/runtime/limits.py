@@ -31,34 +31,34 @@ here first, then sent), the Engine API's `POST /containers/create` and
 They raise InvalidArgument (the change is wrong in itself: nothing is changed) or, `merged`,
 Conflict (it does not fit what the container has). Applying the result is the native engine's
 `ContainerManager.update_config`; dockerd merges and applies a change itself, by these rules.
-Stdlib and `runtime.base` only: both backends import it (they import nothing of each other).
+The ranges a value has by itself live in `reconciler/limitranges.py`, which the manifest loader
+asks too. Stdlib, `limitranges` and `runtime.base` only: both backends import it (they import
+nothing of each other).
 """
 
 from __future__ import annotations
 
 import os
 
+from reconciler import limitranges
 from reconciler._dataclass import dataclass, dataclasses
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 
 __all__ = ["MIN_MEMORY", "HostLimits", "checked", "checked_create", "cpus_available", "merged"]
 
-MIN_MEMORY = 6 * 1024 * 1024            # dockerd's linuxMinMemory: a limit or reservation below it is refused
+MIN_MEMORY = limitranges.MIN_MEMORY     # a memory limit or reservation below it is refused
 _RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 _BLKIO_DISCARDED = "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
 
 
 def _cpu_list(text: str, what: str) -> set[int]:
-    """The numbers of a cpuset list ("0-3,6"), as dockerd's parsers.ParseUintList reads it."""
-    out: set[int] = set()
-    for part in text.split(","):
-        low, sep, high = part.partition("-")
-        if not low.isdigit() or (sep and not high.isdigit()) or (sep and int(high) < int(low)):
-            raise rterrors.InvalidArgument(f"Invalid value {text} for cpuset {what}: invalid format: {text}",
-                                           hint="a list of numbers and ranges, like 0-2,4")
-        out.update(range(int(low), int(high if sep else low) + 1))
-    return out
+    """The numbers of a cpuset list ("0-3,6"), as dockerd's parsers.ParseUintList reads it
+    (`limitranges.cpu_list`)."""
+    try:
+        return limitranges.cpu_list(text, what)
+    except ValueError as exc:
+        raise rterrors.InvalidArgument(str(exc), hint="a list of numbers and ranges, like 0-2,4") from None
 
 
 def cpus_available() -> int:
@@ -104,12 +104,9 @@ def checked(update: base.ResourceUpdate, host: HostLimits, *,
     if u.memory is not None and u.memory_reservation is not None and u.memory < u.memory_reservation:
         raise refuse("Minimum memory limit can not be less than memory reservation limit, see usage",
                      "give a --memory-reservation below --memory")
-    if u.cpus is not None and u.cpu_period is not None:
-        raise refuse("Conflicting options: Nano CPUs and CPU Period cannot both be set",
-                     "give --cpus, or --cpu-period and --cpu-quota")
-    if u.cpus is not None and u.cpu_quota is not None:
-        raise refuse("Conflicting options: Nano CPUs and CPU Quota cannot both be set",
-                     "give --cpus, or --cpu-period and --cpu-quota")
+    conflict = limitranges.nano_cpus_conflict(u.cpus, u.cpu_period, u.cpu_quota)
+    if conflict:
+        raise refuse(conflict, "give --cpus, or --cpu-period and --cpu-quota")
     ncpu = host.ncpu
     if u.cpus is not None and not 0 < u.cpus <= ncpu:
         raise refuse(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available",
@@ -118,12 +115,12 @@ def checked(update: base.ResourceUpdate, host: HostLimits, *,
     if not create and u.cpu_shares is not None and not 2 <= u.cpu_shares <= 262_144:
         raise refuse(f"the {'minimum' if u.cpu_shares < 2 else 'maximum'} allowed cpu-shares is "
                      f"{2 if u.cpu_shares < 2 else 262_144}", "give --cpu-shares 2 to 262144 (1024: a CPU's share)")
-    if u.cpu_period is not None and not 1000 <= u.cpu_period <= 1_000_000:
-        raise refuse("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
-                     "give --cpu-period in microseconds, 1000 to 1000000")
-    if u.cpu_quota is not None and 0 <= u.cpu_quota < 1000:
-        raise refuse("CPU cfs quota can not be less than 1ms (i.e. 1000)",
-                     "give --cpu-quota in microseconds, 1000 or more (-1: no limit)")
+    wrong = None if u.cpu_period is None else limitranges.cpu_period(u.cpu_period)
+    if wrong:
+        raise refuse(wrong, "give --cpu-period in microseconds, 1000 to 1000000")
+    wrong = None if u.cpu_quota is None else limitranges.cpu_quota(u.cpu_quota)
+    if wrong:
+        raise refuse(wrong, "give --cpu-quota in microseconds, 1000 or more (-1: no limit)")
     for given, have, what, words in ((u.cpuset, host.cpus, "cpus", "CPUs"),
                                      (u.cpuset_mems, host.mems, "mems", "memory nodes")):
         if given is None:
@@ -135,8 +132,9 @@ def checked(update: base.ResourceUpdate, host: HostLimits, *,
     if u.blkio_weight is not None and host.blkio_weight is False:
         warnings.append(_BLKIO_DISCARDED)
         u = dataclasses.replace(u, blkio_weight=None)
-    if u.blkio_weight is not None and host.blkio_weight and not 10 <= u.blkio_weight <= 1000:
-        raise refuse("Range of blkio weight is from 10 to 1000", "give --blkio-weight 10 to 1000")
+    wrong = limitranges.blkio_weight(u.blkio_weight) if u.blkio_weight is not None and host.blkio_weight else None
+    if wrong:
+        raise refuse(wrong, "give --blkio-weight 10 to 1000")
     if u.restart is not None:
         if u.restart.name not in _RESTART_POLICIES:
             raise refuse(f"invalid restart policy '{u.restart.name}'",

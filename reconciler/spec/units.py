@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from reconciler import limitranges
+
 __all__ = [
     "parse_cpus",
     "parse_docker_size",
@@ -29,7 +31,7 @@ _MEMORY_UNITS = {
     "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,     # Kubernetes binary
     "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,                # Kubernetes decimal
 }
-MIN_MEMORY = 6 << 20                # Docker's minimum memory limit and reservation (6 MiB)
+MIN_MEMORY = limitranges.MIN_MEMORY     # Docker's minimum memory limit and reservation (6 MiB)
 MAX_DURATION = 365 * 24 * 3600.0
 
 

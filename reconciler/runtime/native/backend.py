@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
-from reconciler._dataclass import dataclass
+from reconciler._dataclass import dataclass, dataclasses
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.config import NativeConfig
@@ -363,7 +363,19 @@ class NativeRuntime:
         restart manager of the process that holds the engine removes it, `remove_exited`); `exposed`,
         `publish_all`: Docker's ExposedPorts and PublishAllPorts (`run -P`: ContainerManager.create);
         `late_start_errors`: a missing executable or a host port taken fails the start, not the
-        create (the Engine API's, as dockerd's: ContainerManager.create)."""
+        create (the Engine API's, as dockerd's: ContainerManager.create). Its limits and restart
+        policy are checked first by dockerd's rules (`checked_create`, `runtime/limits.py`, the
+        one home of them for run, create, apply and the Engine API): InvalidArgument when they
+        are wrong; a blkio weight the kernel cannot apply is discarded with dockerd's warning,
+        logged, as dockerd's create does, and the container starts without it."""
+        resources, warnings = self.checked_create(config.resources, config.restart)
+        if resources != config.resources:
+            config = dataclasses.replace(config, resources=resources)
+        if warnings:
+            from reconciler import logs  # lazily: `ps` and `--version` stay light
+
+            for warning in warnings:
+                logs.get_logger("reconciler.runtime.native.backend").warning(warning, container=config.name)
         image_id, image_cfg, layer_dirs = self.images.resolve(config.image_id or config.image)
         rec = self.containers.create(
             config, image_id=image_id, image_config=image_cfg.get("config") or {}, lowerdirs=layer_dirs,
@@ -957,7 +969,8 @@ class NativeRuntime:
                        restart: base.RestartPolicy) -> tuple[base.Resources, list[str]]:
         """A create's limits and restart policy as the engine applies them, and the warnings to
         show (a blkio weight discarded); InvalidArgument in dockerd's words when they are wrong
-        (`runtime/limits.py` `checked_create`): the Engine API's `POST /containers/create`."""
+        (`runtime/limits.py` `checked_create`): every create's (`create_container`: run, create,
+        apply), which the Engine API's `POST /containers/create` asks first, for its 400."""
         from reconciler.runtime import limits
 
         return limits.checked_create(resources, restart, self.host_limits())

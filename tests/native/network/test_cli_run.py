@@ -73,7 +73,7 @@ def test_runs_own_failures_exit_125_as_docker_run_and_codes_below_are_the_contai
     cli("run", "-d", "--name", "web", "--network", "none", busybox_image, "sleep", "600")
     for argv, words in ((("--name", "web"), "a container named web exists already"),
                         (("--network", "nope"), "network 'nope' not found"),
-                        (("--memory", "1k"), "minimum memory limit")):
+                        (("--memory", "1k"), "Minimum memory limit allowed is 6MB")):
         failed = cli("run", "--rm", *argv, busybox_image, "true", check=False)
         assert (failed.returncode, words in failed.stderr) == (125, True), (argv, failed.stderr)
     missing = cli("run", "--rm", busybox_image.rpartition("/")[0] + "/nope:1", "true", check=False)

@@ -364,14 +364,11 @@ def _devices(cfg: base.ContainerConfig) -> tuple[list[dict[str, Any]], list[dict
 
 def _resources(r: base.Resources) -> dict[str, Any]:
     res: dict[str, Any] = {"devices": [dict(d) for d in DEVICE_RULES]}
+    # the limits are checked before (`runtime/limits.py`: the engine's create and update)
     if r.memory is not None:
-        if r.memory < 6 * 1024 * 1024:
-            raise rterrors.InvalidArgument("minimum memory limit allowed is 6MB")
         # swap = limit: no swap beyond the memory limit (v1 memsw; v2 swap.max 0)
         res["memory"] = {"limit": r.memory, "swap": r.memory if r.memory_swap is None else r.memory_swap}
     if r.cpus is not None:
-        if r.cpus <= 0:
-            raise rterrors.InvalidArgument("cpus must be positive")
         period = 100_000
         res["cpu"] = {"quota": int(r.cpus * period), "period": period}
     else:           # docker's --cpu-period / --cpu-quota: the two numbers as given (limits.py checks them)

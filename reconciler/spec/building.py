@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
+from reconciler import limitranges
 from reconciler._dataclass import dataclass, dataclasses, field
 from reconciler.spec import (
     errors,
@@ -592,6 +593,7 @@ class Builder:
             cpu_shares=res.get("cpuShares"),
             cpuset=res.get("cpuset"),
             memory_swap=self.memory_swap(d, res, memory),
+            **self.docker_limits(d, res),
         )
         reserve = res.get("reservations") or {}
         reservations = models.Reservations(     # the scheduler's: no cgroup limit, so no minimum
@@ -874,6 +876,40 @@ class Builder:
                 at = path if path[-2:-1] == ("extraHosts",) else (*path, i)
                 self.report(d, at, f"{item!r} is not an IP address")
         return tuple(out)
+
+    def docker_limits(self, d: _Doc, res: Mapping[str, Any]) -> dict[str, Any]:
+        """resources.cpuPeriod, cpuQuota, cpusetMems and blkioWeight as models.Resources' fields,
+        each checked by dockerd's range (`limitranges`, the engines' too: a value out of it is
+        this manifest's error, not a failed create); cpuset and cpusetMems as lists dockerd
+        reads, and the CFS numbers not with cpus. What depends on the host (its CPUs and memory
+        nodes, a kernel that weighs block I/O) the engine checks at create."""
+        out: dict[str, Any] = {}
+        for key, name, rule, hint in (
+                ("cpuPeriod", "cpu_period", limitranges.cpu_period, "give the period in microseconds, 1000 to 1000000"),
+                ("cpuQuota", "cpu_quota", limitranges.cpu_quota, "give the quota in microseconds, 1000 or more "
+                                                                 "(-1: no limit)"),
+                ("blkioWeight", "blkio_weight", limitranges.blkio_weight, "give a weight from 10 to 1000")):
+            value = res.get(key)
+            if value is None:
+                continue
+            wrong = rule(value)
+            if wrong:
+                self.report(d, ("spec", "resources", key), f"{value}: {wrong}; {hint}")
+            else:
+                out[name] = value
+        for key, what in (("cpuset", "cpus"), ("cpusetMems", "mems")):
+            if res.get(key) is not None:
+                try:
+                    limitranges.cpu_list(res[key], what)
+                except ValueError as exc:
+                    self.report(d, ("spec", "resources", key), f"{exc}; give numbers and ascending ranges, like 0-2,4")
+        out["cpuset_mems"] = res.get("cpusetMems")
+        both = limitranges.nano_cpus_conflict(res.get("cpus"), res.get("cpuPeriod"), res.get("cpuQuota"))
+        if both:
+            self.report(d, ("spec", "resources", "cpuPeriod" if "cpuPeriod" in res else "cpuQuota"),
+                        f"{both}; give cpus, or cpuPeriod and cpuQuota (cpus: 0.5 is cpuQuota 50000 per cpuPeriod "
+                        "100000)")
+        return out
 
     def memory_swap(self, d: _Doc, res: Mapping[str, Any], memory: int | None) -> int | None:
         """resources.memorySwap in bytes (-1: unlimited), not below `memory` (the limit parsed

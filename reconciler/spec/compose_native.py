@@ -74,6 +74,11 @@ SERVICE_KEYS: dict[str, str] = {
     "cpu_shares": "`resources.cpuShares` (Swarm refuses it)",
     "cpuset": "`resources.cpuset` (Swarm refuses it)",
     "memswap_limit": "`resources.memorySwap` (-1: unlimited swap)",
+    "cpu_period": "`resources.cpuPeriod` (microseconds; 0: not set, the kernel's 100000; Swarm refuses it)",
+    "cpu_quota": "`resources.cpuQuota` (microseconds per period, -1: no limit; 0: not set; Swarm refuses it)",
+    "blkio_config": "`weight` is `resources.blkioWeight` (10 to 1000; 0: not set; a kernel that cannot weigh block "
+                    "I/O discards it with Docker's warning; Swarm refuses it); `weight_device`, `device_read_bps`, "
+                    "`device_read_iops`, `device_write_bps` and `device_write_iops` are errors: not supported yet",
     "user": "`user`",
     "group_add": "`groupAdd`",
     "working_dir": "`workdir`",
@@ -892,8 +897,19 @@ class _Service:
                                     ("memoryReservation", reservations.get("memory"), (*base, "reservations", "memory")),
                                     ("cpuShares", self.svc.get("cpu_shares"), ("cpu_shares",)),
                                     ("cpuset", self.svc.get("cpuset"), ("cpuset",)),
-                                    ("memorySwap", self.svc.get("memswap_limit"), ("memswap_limit",))):
+                                    ("memorySwap", self.svc.get("memswap_limit"), ("memswap_limit",)),
+                                    ("cpuPeriod", self.svc.get("cpu_period"), ("cpu_period",)),
+                                    ("cpuQuota", self.svc.get("cpu_quota"), ("cpu_quota",)),
+                                    ("blkioWeight", (self.svc.get("blkio_config") or {}).get("weight"),
+                                     ("blkio_config", "weight"))):
             if value is None:
+                continue
+            if native in ("cpuPeriod", "cpuQuota", "blkioWeight"):
+                # integers as compose-go reads them; 0 is compose's "not set" (the engine's default)
+                number = self.integer(value, path)
+                if number:
+                    out[native] = number
+                    self.doc.came(("spec", "resources", native), self.p(*path))
                 continue
             given: Any = -1 if native == "memorySwap" and str(value) == "-1" else \
                 self.resource("memory", value, path) if native in ("memoryReservation", "memorySwap") else \
@@ -924,6 +940,16 @@ class _Service:
                 self.doc.came(("spec", "resources", "reservations", opt), self.p(*at, opt))
         if out:
             self.reserved = out
+
+    def integer(self, value: Any, path: Path_) -> int | None:
+        """An integer key's value (a YAML integer, or a string of one: compose's schema takes
+        both); None, said, when it is not one."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]+", value.strip()):
+            return int(value)
+        self.tr.error(self.p(*path), f"{value!r} is not an integer; give a whole number")
+        return None
 
     def resource(self, native: str, value: Any, path: Path_) -> Any:
         try:
@@ -1513,6 +1539,22 @@ class _Service:
 
     def k_memswap_limit(self, value: Any) -> None:
         """Handled with deploy.resources (resources())."""
+
+    def k_cpu_period(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_cpu_quota(self, value: Any) -> None:
+        """Handled with deploy.resources (resources())."""
+
+    def k_blkio_config(self, value: Any) -> None:
+        """`weight`: handled with deploy.resources (resources()); the per-device weights and
+        throttles the manifest language cannot say (runtime.base.Resources has no place for
+        them): each an error naming it."""
+        for opt, given in (value or {}).items():
+            if opt != "weight" and not opt.startswith("x-") and given not in (None, [], {}):
+                self.tr.error(self.p("blkio_config", opt), not_supported(
+                    f"blkio_config.{opt}", "a container's block I/O can be weighted (blkio_config.weight), not "
+                    "limited or weighted per device yet; remove it"), key=True)
 
 
 

@@ -72,8 +72,10 @@ IMAGE_EXCLUDED = frozenset({"name", "origin", "pull", "track", "spec_hash"})
 COMMON_EXCLUDED = frozenset({"name", "origin", "spec_hash", "deletion_policy"})
 
 
-# added to nested models later, hashed only when set: VolumeMount.options, Resources' reservation, shares, cpuset
-_NESTED_IF_SET = frozenset({"options", "memory_reservation", "cpu_shares", "cpuset", "memory_swap"})
+# added to nested models later, hashed only when set (a container made before keeps its hash):
+# VolumeMount.options, Resources' reservation, shares, cpuset, swap, CFS numbers, memory nodes, blkio weight
+_NESTED_IF_SET = frozenset({"options", "memory_reservation", "cpu_shares", "cpuset", "memory_swap",
+                            "cpu_period", "cpu_quota", "cpuset_mems", "blkio_weight"})
 
 
 def _default(value: Any) -> Any:

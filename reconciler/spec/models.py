@@ -149,6 +149,11 @@ class Resources:
     cpu_shares: int | None = None           # relative weight (Docker's 1024 when None)
     cpuset: str | None = None               # CPUs it may run on, like "0-1,3"
     memory_swap: int | None = None          # bytes of memory + swap; -1 unlimited; None: = memory
+    # docker's own CFS numbers (microseconds), never with `cpus`, which sets both (quota per 100 ms)
+    cpu_period: int | None = None
+    cpu_quota: int | None = None            # -1: no limit
+    cpuset_mems: str | None = None          # memory nodes it may use, like "0-1"
+    blkio_weight: int | None = None         # relative block I/O weight, 10 to 1000
 
 
 @dataclass(frozen=True)

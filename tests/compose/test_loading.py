@@ -1396,6 +1396,55 @@ def test_cpu_shares_cpuset_and_memory_reservations(tmp_path: Path) -> None:
     ]
 
 
+def test_cpu_period_cpu_quota_and_blkio_weight(tmp_path: Path) -> None:
+    """compose's `cpu_period`, `cpu_quota` (microseconds) and `blkio_config.weight`, read as the
+    file says them (an interpolated string too; 0 is compose's "not set"): they were "not
+    supported yet" errors; now resources.cpuPeriod, cpuQuota, blkioWeight. A value out of
+    dockerd's range is located at its compose key; the per-device blkio settings, which the
+    engines' limits have no place for, are errors naming the key."""
+    desired = load(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            cpu_period: 50000
+            cpu_quota: ${QUOTA:-25000}
+            cpuset: "0"
+            blkio_config: {weight: 300}
+          b:
+            image: busybox:1
+            cpu_period: 0
+            cpu_quota: -1
+            blkio_config: {weight: "0", device_read_bps: []}
+        """})
+    a, b = desired.containers[f"{tmp_path.name}-a-1"], desired.containers[f"{tmp_path.name}-b-1"]
+    assert (a.resources.cpu_period, a.resources.cpu_quota, a.resources.cpuset, a.resources.blkio_weight) == (
+        50000, 25000, "0", 300)
+    assert (b.resources.cpu_period, b.resources.cpu_quota, b.resources.blkio_weight) == (None, -1, None)
+    assert problems(tmp_path, {"compose.yaml": """
+        services:
+          a:
+            image: busybox:1
+            cpu_period: 2000000
+            cpu_quota: 10
+            blkio_config:
+              weight: 5
+              weight_device: [{path: /dev/sda, weight: 100}]
+              device_read_bps: [{path: /dev/sda, rate: 1mb}]
+        """}) == [
+        "compose.yaml:4:17: services.a.cpu_period: 2000000: CPU cfs period can not be less than 1ms (i.e. 1000) or "
+        "larger than 1s (i.e. 1000000); give the period in microseconds, 1000 to 1000000",
+        "compose.yaml:5:16: services.a.cpu_quota: 10: CPU cfs quota can not be less than 1ms (i.e. 1000); give the "
+        "quota in microseconds, 1000 or more (-1: no limit)",
+        "compose.yaml:7:15: services.a.blkio_config.weight: 5: Range of blkio weight is from 10 to 1000; give a "
+        "weight from 10 to 1000",
+        "compose.yaml:8:7: services.a.blkio_config.weight_device: not supported yet: blkio_config.weight_device; a "
+        "container's block I/O can be weighted (blkio_config.weight), not limited or weighted per device yet; remove it",
+        "compose.yaml:9:7: services.a.blkio_config.device_read_bps: not supported yet: blkio_config.device_read_bps; "
+        "a container's block I/O can be weighted (blkio_config.weight), not limited or weighted per device yet; "
+        "remove it",
+    ]
+
+
 def test_security_opt_no_new_privileges(tmp_path: Path) -> None:
     desired = load(tmp_path, {"compose.yaml": """
         services:

@@ -131,3 +131,59 @@ def test_memory_swap(tmp_path: Path) -> None:
         "m.yaml:6:27: Container/web: spec.resources.memorySwap: memorySwap needs a memory limit; set resources.memory too"]
     assert problems(tmp_path, "  resources: {memory: 1Gi, memorySwap: 256Mi}\n") == [
         "m.yaml:6:40: Container/web: spec.resources.memorySwap: memorySwap counts memory plus swap: it cannot be below memory"]
+
+
+def test_cfs_numbers_memory_nodes_and_blkio_weight_load_and_each_change_recreates(tmp_path: Path) -> None:
+    """resources.cpuPeriod, cpuQuota, cpusetMems and blkioWeight (docker run's --cpu-period,
+    --cpu-quota, --cpuset-mems, --blkio-weight): a manifest could not say them, only `update` and
+    the Engine API could. Each is in the spec hash (a change is drift that recreates the
+    container, as for the other limits); a container without them keeps its hash."""
+    body = "  resources: {memory: 256Mi, cpuset: '0'}\n"
+    # the hash reconciler gave this container before these fields existed
+    before = "45d7cf9f7aa932eec0bdefaaffed77e07d8e111e286b4670c5e1415834cba2ba"
+    assert load(tmp_path, body).containers["web"].spec_hash == before
+    fields = "cpuPeriod: 50000, cpuQuota: 25000, cpusetMems: '0', blkioWeight: 300"
+    c = load(tmp_path, f"  resources: {{memory: 256Mi, cpuset: '0', {fields}}}\n").containers["web"]
+    assert c.resources == spec.models.Resources(256 << 20, None, None, cpuset="0", cpu_period=50000,
+                                                 cpu_quota=25000, cpuset_mems="0", blkio_weight=300)
+    hashes = {before, c.spec_hash}
+    for changed in ("cpuPeriod: 60000", "cpuQuota: -1", "cpusetMems: '0-0'", "blkioWeight: 500"):
+        key = changed.partition(":")[0]
+        edited = ", ".join(changed if f.startswith(key + ":") else f for f in fields.split(", "))
+        hashes.add(load(tmp_path, f"  resources: {{memory: 256Mi, cpuset: '0', {edited}}}\n").containers["web"].spec_hash)
+    assert len(hashes) == 6
+
+
+def test_cfs_numbers_memory_nodes_and_blkio_weight_out_of_range_are_located_errors(tmp_path: Path) -> None:
+    """dockerd's ranges, in its words (`limitranges`, the engines' too), checked at load: the
+    manifest is refused naming file, line and field, before anything is made (a wrong value was
+    a failed create, or runc's error at the start)."""
+    assert problems(tmp_path, "  resources:\n    cpuPeriod: 999\n    cpuQuota: 999\n    cpusetMems: '3-1'\n"
+                              "    blkioWeight: 1001\n") == [
+        "m.yaml:7:16: Container/web: spec.resources.cpuPeriod: 999: CPU cfs period can not be less than 1ms "
+        "(i.e. 1000) or larger than 1s (i.e. 1000000); give the period in microseconds, 1000 to 1000000",
+        "m.yaml:8:15: Container/web: spec.resources.cpuQuota: 999: CPU cfs quota can not be less than 1ms "
+        "(i.e. 1000); give the quota in microseconds, 1000 or more (-1: no limit)",
+        "m.yaml:9:17: Container/web: spec.resources.cpusetMems: Invalid value 3-1 for cpuset mems: invalid "
+        "format: 3-1; give numbers and ascending ranges, like 0-2,4",
+        "m.yaml:10:18: Container/web: spec.resources.blkioWeight: 1001: Range of blkio weight is from 10 to 1000; "
+        "give a weight from 10 to 1000",
+    ]
+    assert problems(tmp_path, "  resources: {cpus: 0.5, cpuQuota: 50000}\n") == [
+        "m.yaml:6:36: Container/web: spec.resources.cpuQuota: Conflicting options: Nano CPUs and CPU Quota cannot "
+        "both be set; give cpus, or cpuPeriod and cpuQuota (cpus: 0.5 is cpuQuota 50000 per cpuPeriod 100000)"]
+    # the bounds themselves are fine, and a negative quota is no limit
+    c = load(tmp_path, "  resources: {cpuPeriod: 1000000, cpuQuota: -1, blkioWeight: 10}\n").containers["web"]
+    assert (c.resources.cpu_period, c.resources.cpu_quota, c.resources.blkio_weight) == (1_000_000, -1, 10)
+
+
+def test_swarm_refuses_them_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`validate --runtime swarm`: no Swarm service has them; the refusal names the field."""
+    from reconciler.cli.main import main
+
+    (tmp_path / "m.yaml").write_text(HEAD + "  resources: {cpuPeriod: 50000, blkioWeight: 300}\n")
+    assert main(["validate", "--runtime", "swarm", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    for field, what in (("cpuPeriod", "CFS period"), ("blkioWeight", "block I/O weight")):
+        assert f"m.yaml:1:1: Container/web: spec.resources.{field}: a Swarm service has no {what}; limit its CPUs" \
+            in out + err, out + err

@@ -211,9 +211,9 @@ def _unhonoured(config: base.ContainerConfig) -> list[str]:
         out.append("spec.resources.cpuset: a Swarm service cannot be pinned to CPUs (a node's CPUs are not "
                    "another's); limit it with resources.cpus, or run it with a single-host agent")
     # what `docker update`/`create` may give a container (the Engine API's), no Swarm service has
-    for name, field_, what in (("cpu_period", "cpuPeriod", "a CFS period"), ("cpu_quota", "cpuQuota", "a CFS quota"),
+    for name, field_, what in (("cpu_period", "cpuPeriod", "CFS period"), ("cpu_quota", "cpuQuota", "CFS quota"),
                                ("cpuset_mems", "cpusetMems", "memory nodes to pin to"),
-                               ("blkio_weight", "blkioWeight", "a block I/O weight")):
+                               ("blkio_weight", "blkioWeight", "block I/O weight")):
         if getattr(res, name) is not None:
             out.append(f"spec.resources.{field_}: a Swarm service has no {what}; limit its CPUs with resources.cpus, "
                        "or run it with a single-host agent")

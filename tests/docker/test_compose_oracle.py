@@ -170,6 +170,8 @@ def view(attrs: dict[str, Any], run: Run) -> dict[str, Any]:
         "sysctls": host.get("Sysctls") or {}, "ulimits": sorted(host.get("Ulimits") or [], key=lambda u: u["Name"]),
         "shm_size": host.get("ShmSize"), "extra_hosts": sorted(host.get("ExtraHosts") or []),
         "dns": host.get("Dns") or [], "cpu_shares": host.get("CpuShares") or 0,
+        "cpu_period": host.get("CpuPeriod") or 0, "cpu_quota": host.get("CpuQuota") or 0,
+        "blkio_weight": host.get("BlkioWeight") or 0,
         "cpuset": host.get("CpusetCpus") or "", "memory_reservation": host.get("MemoryReservation") or 0,
         "memory": host.get("Memory") or 0, "memory_swap": host.get("MemorySwap") or 0, "dns_search": host.get("DnsSearch") or [],
         "dns_options": host.get("DnsOptions") or [], "oom_score_adj": host.get("OomScoreAdj") or 0,

@@ -73,7 +73,10 @@ def test_runs_own_failures_exit_125_as_docker_run_and_codes_below_are_the_contai
     cli("run", "-d", "--name", "web", "--network", "none", busybox_image, "sleep", "600")
     for argv, words in ((("--name", "web"), "a container named web exists already"),
                         (("--network", "nope"), "network 'nope' not found"),
-                        (("--memory", "1k"), "Minimum memory limit allowed is 6MB")):
+                        (("--memory", "1k"), "Minimum memory limit allowed is 6MB"),
+                        # dockerd's create rules (runtime/limits.py), as the Engine API's create: the native
+                        # run made a container with a CFS quota of more CPUs than the host has
+                        (("--cpus", "1024"), "Range of CPUs is from 0.01 to")):
         failed = cli("run", "--rm", *argv, busybox_image, "true", check=False)
         assert (failed.returncode, words in failed.stderr) == (125, True), (argv, failed.stderr)
     missing = cli("run", "--rm", busybox_image.rpartition("/")[0] + "/nope:1", "true", check=False)

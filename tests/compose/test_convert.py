@@ -56,6 +56,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_convert_prints_manifests_that_load_into_the_same_objects(
     project: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
+    compose = project / "compose.yaml"      # the CFS numbers and the blkio weight, as manifests say them
+    compose.write_text(compose.read_text().replace(
+        "    networks: [default, back]\n",
+        "    networks: [default, back]\n    cpu_period: 50000\n    cpu_quota: 25000\n    blkio_config: {weight: 300}\n"))
     assert main(["convert", str(project)]) == 0
     out, err = capsys.readouterr()
     assert out.startswith(f"# the compose project 'shop' (compose.yaml) as reconciler manifests\n"
@@ -68,6 +72,7 @@ def test_convert_prints_manifests_that_load_into_the_same_objects(
     api = docs[4]["spec"]
     assert api["env"] == {"LEVEL": "info"}
     assert api["image"] == "shop-api"
+    assert api["resources"] == {"cpuPeriod": 50000, "cpuQuota": 25000, "blkioWeight": 300}
     assert docs[3]["spec"] == {"ref": "shop-api", "build": {"context": "./api", "args": {"VERSION": "7"}}}
 
     (project / "converted.yaml").write_text(out)

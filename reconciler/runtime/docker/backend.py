@@ -1096,6 +1096,10 @@ class DockerRuntime:
                 self._network(network)
         created = self.api.container_create(config.name, body, api_version=version)
         cid = str(created["Id"])
+        for warning in created.get("Warnings") or ():     # a blkio weight the kernel discards: the native engine's too
+            from reconciler import logs  # lazily: `ps` and `--version` stay light
+
+            logs.get_logger("reconciler.runtime.docker.backend").warning(str(warning), container=config.name)
         try:
             for network in config.networks[together:]:
                 self.api.network_connect(network, cid, endpoint_config(config, network), api_version=version)

@@ -13,13 +13,15 @@ nothing of reconciler, so the pure spec layer and the engines share it.
 
 from __future__ import annotations
 
-__all__ = ["BLKIO_WEIGHT", "CPU_PERIOD", "CPU_QUOTA_MIN", "MIN_MEMORY", "blkio_weight", "cpu_list", "cpu_period", "cpu_quota",
-           "nano_cpus_conflict"]
+__all__ = ["BLKIO_WEIGHT", "CPU_PERIOD", "CPU_QUOTA_MIN", "CPU_SHARES", "MIN_MEMORY", "blkio_weight", "cpu_list",
+           "cpu_period", "cpu_quota", "cpu_shares", "nano_cpus_conflict"]
 
 MIN_MEMORY = 6 * 1024 * 1024            # dockerd's linuxMinMemory: a memory limit or reservation below it
 CPU_PERIOD = (1000, 1_000_000)          # microseconds: 1 ms to 1 s (dockerd's, the kernel's)
 CPU_QUOTA_MIN = 1000                    # microseconds; a negative quota is no limit
 BLKIO_WEIGHT = (10, 1000)               # relative block I/O weight (CFQ's, BFQ's)
+CPU_SHARES = (2, 262_144)               # the kernel's bounds of cpu.shares (runc's check; the manifest
+                                        # schema's minimum and maximum of resources.cpuShares, a test pins)
 
 
 def cpu_period(value: int) -> str | None:
@@ -35,6 +37,15 @@ def cpu_quota(value: int) -> str | None:
     if 0 <= value < CPU_QUOTA_MIN:
         return "CPU cfs quota can not be less than 1ms (i.e. 1000)"
     return None
+
+
+def cpu_shares(value: int) -> str | None:
+    """runc's refusal of CPU shares (`--cpu-shares`) out of the kernel's 2..262144, else None
+    (dockerd leaves a create's to runc, which fails the start on cgroup v1 in these words)."""
+    low, high = CPU_SHARES
+    if low <= value <= high:
+        return None
+    return f"the minimum allowed cpu-shares is {low}" if value < low else f"the maximum allowed cpu-shares is {high}"
 
 
 def blkio_weight(value: int) -> str | None:

@@ -112,9 +112,9 @@ def checked(update: base.ResourceUpdate, host: HostLimits, *,
         raise refuse(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available",
                      f"give --cpus {ncpu} or less")
     # runc's bounds, in its words, on a change; a create's the kernel brings within them, as dockerd's
-    if not create and u.cpu_shares is not None and not 2 <= u.cpu_shares <= 262_144:
-        raise refuse(f"the {'minimum' if u.cpu_shares < 2 else 'maximum'} allowed cpu-shares is "
-                     f"{2 if u.cpu_shares < 2 else 262_144}", "give --cpu-shares 2 to 262144 (1024: a CPU's share)")
+    wrong = None if create or u.cpu_shares is None else limitranges.cpu_shares(u.cpu_shares)
+    if wrong:
+        raise refuse(wrong, "give --cpu-shares 2 to 262144 (1024: a CPU's share)")
     wrong = None if u.cpu_period is None else limitranges.cpu_period(u.cpu_period)
     if wrong:
         raise refuse(wrong, "give --cpu-period in microseconds, 1000 to 1000000")

@@ -187,3 +187,34 @@ def test_swarm_refuses_them_naming_the_field(tmp_path: Path, capsys: pytest.Capt
     for field, what in (("cpuPeriod", "CFS period"), ("blkioWeight", "block I/O weight")):
         assert f"m.yaml:1:1: Container/web: spec.resources.{field}: a Swarm service has no {what}; limit its CPUs" \
             in out + err, out + err
+
+
+def test_cpu_shares_bounds_of_the_schema_are_the_engines(tmp_path: Path) -> None:
+    """resources.cpuShares' bounds in the schema (a manifest's error at validate) are the ones
+    the engines refuse an update by (`limitranges.CPU_SHARES`, runc's words): one rule."""
+    import json
+
+    from reconciler import limitranges
+
+    schema = json.loads((Path(spec.__file__).parent / "schemas" / "container.json").read_text())
+    shares = next(v for k, v in _walk(schema) if k == "cpuShares")
+    assert (shares["minimum"], shares["maximum"]) == limitranges.CPU_SHARES
+    low, high = limitranges.CPU_SHARES
+    assert limitranges.cpu_shares(low) is limitranges.cpu_shares(high) is None
+    assert limitranges.cpu_shares(low - 1) == f"the minimum allowed cpu-shares is {low}"
+    assert limitranges.cpu_shares(high + 1) == f"the maximum allowed cpu-shares is {high}"
+    assert any("at least 2" in p for p in problems(tmp_path, "  resources: {cpuShares: 1}\n"))
+
+
+def _walk(node: object) -> list[tuple[str, dict]]:
+    """Every (key, object) of a JSON document, depth first."""
+    out: list[tuple[str, dict]] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out.append((k, v))
+            out.extend(_walk(v))
+    elif isinstance(node, list):
+        for v in node:
+            out.extend(_walk(v))
+    return out

@@ -20,14 +20,13 @@ removes the blobs the load added; a snapshot already built is left for GC like a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import IO, Any
 
 from reconciler._dataclass import dataclass, field
@@ -226,22 +225,11 @@ def _ingest_member(store: ImageStore, f: IO[bytes], size: int, expected: str | N
             raise errors.ImageError(f"archive blob {expected} has digest {digest}",
                                     hint="the archive is damaged or was altered; nothing was loaded")
         if not store.content.has(digest):
-            _link_tmpfile(fd, store.content.blob_path(digest))
+            content.link_tmpfile(fd, store.content.blob_path(digest))
             arc.added.append(digest)
         return digest
     finally:
         os.close(fd)
-
-
-def _link_tmpfile(fd: int, dest: Path) -> None:
-    """Give the O_TMPFILE `fd` the name `dest`: linkat(2) through /proc/self/fd, following the
-    magic link (a plain link(2) of the /proc path fails with EXDEV)."""
-    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        with contextlib.suppress(FileExistsError):           # another load or pull stored it meanwhile
-            os.link(str(fd), dest, src_dir_fd=proc, follow_symlinks=True)
-    finally:
-        os.close(proc)
 
 
 def _read_archive(store: ImageStore, stream: IO[bytes], say: Progress) -> _Archive:

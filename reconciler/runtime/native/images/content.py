@@ -21,6 +21,7 @@ needs, and resuming it would only fill the disk again).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -43,7 +44,7 @@ from reconciler.runtime.native.images.digestpaths import (  # re-exported: their
 if TYPE_CHECKING:
     import hashlib
 
-__all__ = ["SNAPSHOT_NAME_LEN", "ContentStore", "Ingest", "IngestInfo", "digest_hex", "validate_digest"]
+__all__ = ["SNAPSHOT_NAME_LEN", "ContentStore", "Ingest", "IngestInfo", "digest_hex", "link_tmpfile", "validate_digest"]
 
 _CHUNK = 1 << 20
 
@@ -376,3 +377,15 @@ class ContentStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def link_tmpfile(fd: int, dest: Path) -> None:
+    """Give the O_TMPFILE `fd` the name `dest`: linkat(2) through /proc/self/fd, following the
+    magic link (a plain link(2) of the /proc path fails with EXDEV): a blob written unnamed
+    (`load`, `image import`) appears whole or not at all."""
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(FileExistsError):           # another writer stored it meanwhile
+            os.link(str(fd), dest, src_dir_fd=proc, follow_symlinks=True)
+    finally:
+        os.close(proc)

@@ -74,8 +74,8 @@ from reconciler._dataclass import dataclass
 from reconciler.runtime import errors, sparse
 from reconciler.runtime.native import openat2
 
-__all__ = ["INFLATE", "ApplyResult", "LayerError", "Limits", "NeedsLowers", "apply_layer", "fix_implicit_dirs",
-           "kept_xattr", "open_decompressed", "unpacked_size"]
+__all__ = ["INFLATE", "STREAM_ERRORS", "ApplyResult", "LayerError", "Limits", "NeedsLowers", "apply_layer",
+           "fix_implicit_dirs", "kept_xattr", "open_decompressed", "unpacked_size"]
 
 _CHUNK = 1 << 20
 _MAX_READ = 1 << 20         # one read of the stream: a header's declared size cannot ask for more
@@ -116,7 +116,8 @@ def _inflate_module() -> tuple[str, Any]:
 
 
 INFLATE, _INFLATE = _inflate_module()
-_STREAM_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, EOFError, zlib.error, _INFLATE.error)
+# what a corrupt or truncated stream raises (a layer, an imported tarball)
+STREAM_ERRORS: tuple[type[Exception], ...] = (tarfile.TarError, EOFError, zlib.error, _INFLATE.error)
 
 
 @dataclass(frozen=True)
@@ -1018,7 +1019,7 @@ def apply_layer(
             stream.drain()
         except LayerError:
             raise
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             raise LayerError(f"the layer is not a valid tar stream{_at(name)}: {exc}",
                              hint="the blob is corrupt or truncated; pull again") from None
         except RecursionError:

@@ -29,8 +29,8 @@ def register(subparsers: Any, form: str | None = None) -> None:
                                    "`reconcile ps`, the same options and output). export and import are "
                                    "reconciler's own: they move a whole native container (config, rootfs changes, "
                                    "image, volumes) to another host in one archive; they are not docker's "
-                                   "`container export` / `import` (a flat file system tar: `reconcile commit` "
-                                   "then `save` carries that as an image). prune removes the stopped ones; diff lists what one "
+                                   "`container export` / `import` (a flat file system tar: `reconcile image import` "
+                                   "makes an image of one, as docker import). prune removes the stopped ones; diff lists what one "
                                    "changed in its file system, as docker diff.")
     sub = parser.add_subparsers(dest="container_command", metavar="SUBCOMMAND")
     p = sub.add_parser("export", help="write a container, its rootfs changes, image and volumes to an archive "
@@ -57,11 +57,13 @@ def register(subparsers: Any, form: str | None = None) -> None:
     p.add_argument("--leave-running", action="store_true",
                    help="export a running container (paused while it is copied) instead of refusing")
     p.set_defaults(run=_export)
-    p = sub.add_parser("import", help="recreate a container from a `container export` archive (reconciler's)",
+    p = sub.add_parser("import", help="recreate a container from a `container export` archive (reconciler's; "
+                       "docker import is `image import`)",
                        description="Load the archive's image, restore its volumes and create the container "
                        "with the same config (and name, unless --name). The archive may be gzip or zstd "
                        "compressed. Exit 0 imported; 1 failed, damaged or taken names (what it made is removed); "
-                       "2 not a container archive, or a container that asks for the host (--allow-host-access).")
+                       "2 not a container archive, or a container that asks for the host (--allow-host-access). "
+                       "A file system tarball (docker's export) is `reconcile image import`'s.")
     options.add_engine_options(p)
     p.add_argument("--runtime", default="native", choices=("native", "docker"),
                    help="the engine to create it on: native (default) or docker (a Docker/Podman API at "

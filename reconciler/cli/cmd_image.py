@@ -1,4 +1,4 @@
-"""`reconcile image inspect|history|prune`: image management, as `docker image ...`; and docker's
+"""`reconcile image inspect|history|import|prune`: image management, as `docker image ...`; and docker's
 `image ls|rm|pull|push|tag|save|load|build` forms of the top-level image commands (cli/aliases.py:
 each that command's own parser, under docker's name)."""
 
@@ -17,7 +17,7 @@ def register(subparsers: Any, form: str | None = None) -> None:
     from reconciler.cli import aliases, engines, options, output, parsing
 
     parser = subparsers.add_parser("image", help="manage images (docker's image ls, history, rm, pull, push, tag, "
-                                   "save, load, build, inspect, prune)",
+                                   "save, load, import, build, inspect, prune)",
                                    description="Manage the native engine's images, as docker image: ls, rm, pull, "
                                    "push, tag, save, load and build are the top-level commands of those names "
                                    "(`image ls` is `reconcile images`, `image rm` is `reconcile rmi`: the same "
@@ -46,6 +46,27 @@ def register(subparsers: Any, form: str | None = None) -> None:
                                                              "below the image)")
     p.add_argument("image", metavar="IMAGE")
     p.set_defaults(run=_history, no_logging=True)
+    p = sub.add_parser("import", help="create an image from a filesystem tarball (docker import; not "
+                       "`container import`)",
+                       description="Make an image of one layer from a tarball of a file system (what docker "
+                       "export, the Engine API's GET /containers/ID/export or `tar -C DIR -c .` write; gzip, "
+                       "bzip2, xz or zstd compressed or not), as docker import: from FILE, - (stdin) or an "
+                       "http(s) URL, tagged REPOSITORY[:TAG] when given (dangling otherwise). The tar is "
+                       "unpacked by the same extractor, with the same refusals, as a pulled layer; a refused or "
+                       "interrupted import leaves nothing behind. Prints the new image id. Not `reconcile "
+                       "container import`, which recreates a whole container (config, image, volumes) from a "
+                       "`container export` archive.")
+    options.add_engine_options(p)
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, "
+                        "VOLUME, WORKDIR, STOPSIGNAL, HEALTHCHECK, SHELL, ONBUILD; as commit -c); repeatable")
+    p.add_argument("-m", "--message", default="", help='the image\'s comment (in its history; default: '
+                                                       '"Imported from -", or the URL, as dockerd writes)')
+    p.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+                   help="the image's platform (default: this host's, e.g. linux/amd64)")
+    p.add_argument("source", metavar="FILE|URL|-", help="the tarball: a file, - for stdin, or an http(s) URL")
+    p.add_argument("ref", metavar="REPOSITORY[:TAG]", nargs="?", default=None, help="tag for the new image")
+    p.set_defaults(run=_import)
     p = sub.add_parser("prune", help="remove unused images and layers, and what interrupted pulls left")
     options.add_engine_options(p)
     p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not just dangling ones")
@@ -121,6 +142,20 @@ def _history(args: argparse.Namespace) -> int:
     else:
         steps = cmd_pull.open_store(args).history(args.image)
     sys.stdout.write(listing.history_text(steps, shown) if fmt is None else listing.history_formatted(steps, shown, fmt))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    """docker import: the tarball (runtime/native/images/tarball.py) as an image; its id."""
+    from reconciler.cli.cmd_pull import open_store
+    from reconciler.runtime import errors, parts
+
+    if args.source == "-" and sys.stdin.isatty():
+        raise errors.InvalidArgument("no tarball on stdin", hint="pipe a tarball in, or give a FILE or URL")
+    image_id = parts.import_image(open_store(args), args.source, args.ref,
+                                  stdin=sys.stdin.buffer if args.source == "-" else None, changes=args.change,
+                                  message=args.message, platform=args.platform)
+    print(image_id)
     return 0
 
 

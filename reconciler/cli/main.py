@@ -68,7 +68,8 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('pull', 'pull an image from a registry'),
     ('images', 'list images'),
     ('rmi', 'remove images'),
-    ('image', "manage images (docker's image ls, history, rm, pull, push, tag, save, load, build, inspect, prune)"),
+    ('image', "manage images (docker's image ls, history, rm, pull, push, tag, save, load, import, build, inspect, "
+              "prune)"),
     ('build', 'build an image from a Dockerfile'),
     ('push', 'push an image to a registry'),
     ('login', 'log in to a registry (credentials kept where docker keeps them)'),

@@ -43,6 +43,8 @@ Modules (import the module, use its names):
     - `list_tags(ref, page_size=None, limit=None)` with Link pagination, each page read up to MAX_TAGS_PAGE_SIZE.
     - `check_login(registry) -> identity token | None`: `docker login`'s check (GET /v2/).
 * `errors`: RegistryError(code, hint, status, temporary) and its subclasses (see errors.py).
+* `urls`: `open_url(url, timeout=30)`: a plain GET of an http(s) URL as a stream, until the
+  block ends (`docker import URL`: no registry, no auth).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # the names below are loaded on first use: httpx costs ~0.2 s
         references,
         refnames,
         session,
+        urls,
     )
     from reconciler.registry_client.client import RegistryClient
     from reconciler.registry_client.credentials import Credential, CredentialStore
@@ -85,7 +88,7 @@ _NAMES = {
     "Reference": "references",
 }
 _MODULES = {"auth", "client", "credentials", "digests", "errors", "mediatypes", "models", "platforms", "pull", "push",
-            "references", "refnames", "session"}
+            "references", "refnames", "session", "urls"}
 
 
 def __getattr__(name: str) -> Any:
@@ -121,4 +124,5 @@ __all__ = [
     "references",
     "refnames",
     "session",
+    "urls",
 ]

@@ -10,6 +10,7 @@ native engine's own parts, so the CLI names no module of `runtime/native/`:
     save_images / load_images             `save`, `load` (docker-archive, oci-archive)
     push_image / tag_image                `push`, `tag`
     commit_container / export_container   `commit`, `container export`
+    import_image                          `image import` (docker import: a filesystem tarball)
     volume_store / export_volume / import_volume   `volume ...`
     network_manager                       `network ...`
     exec_argv / attach / resize           a terminal attached to `run`, `exec` and `attach` (conmon's socket)
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from reconciler.runtime.opening import Place
 
 __all__ = ["attach", "build_image", "commit_container", "container_summaries", "create", "exec_argv", "exec_relayed", "export_container", "export_volume",
-           "image_summaries", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
+           "image_summaries", "import_image", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
            "resize", "run_foreground", "save_images", "start_attached", "supervising", "tag_image", "unpack_context", "volume_store"]
 
 if TYPE_CHECKING:
@@ -178,6 +179,15 @@ def commit_container(place: Place, store: ImageStore, name: str, ref: str | None
 
     manager = opening.open_native(place).containers                 # --oci-runtime: the place's
     return commit.commit(store, manager, name, ref, changes=changes, message=message, author=author, pause=pause)
+
+
+def import_image(store: ImageStore, source: str, ref: str | None, *, stdin: IO[bytes] | None,
+                 changes: Sequence[str], message: str, platform: str | None) -> str:
+    """`image import`: the filesystem tarball `source` (a file, `-` for `stdin`, an http(s) URL)
+    as an image of one layer; its id."""
+    from reconciler.runtime.native import commit
+
+    return commit.import_image(store, source, ref, stdin=stdin, changes=changes, message=message, platform=platform)
 
 
 def export_container(place: Place, store: ImageStore, name: str, out: IO[bytes], *, with_image: bool,

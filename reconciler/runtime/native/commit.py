@@ -8,6 +8,9 @@ data is not part of an image). The new config is the image's, with the container
 then the `--change` instructions. A running container is paused (cgroup freezer) while its upper
 dir is read, so the copy is consistent, and resumed afterwards: as `docker pause` pauses, recorded
 and journalled (`ContainerManager.pause`); one paused already stays paused, as Docker leaves it.
+
+`import_image` is `docker import`: a filesystem tarball as an image of one layer
+(images/tarball.py), its `--change` instructions a commit's (the same Dockerfile handlers).
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ import copy
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, BinaryIO, cast
 
 from reconciler.runtime import base, errors
 from reconciler.runtime.native.build import builder
 from reconciler.runtime.native.containers import containers, records
 from reconciler.runtime.native.images.images import ImageStore
 
-__all__ = ["changed_paths", "commit", "container_changes", "paused"]
+__all__ = ["changed_paths", "commit", "container_changes", "import_image", "paused"]
 
 _RUNTIME_MOUNTS = frozenset({"proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"})
 
@@ -156,3 +159,33 @@ def commit(store: ImageStore, manager: containers.ContainerManager, name_or_id: 
     cfg.setdefault("history", []).append(entry)
     image_id, _ = store.add_local(cfg, [*below, layer], [ref] if ref else [])
     return image_id
+
+
+def import_image(store: ImageStore, source: str, ref: str | None = None, *, stdin: IO[bytes] | None = None,
+                 changes: Sequence[str] = (), message: str = "", platform: str | None = None,
+                 files: bool = True) -> str:
+    """`docker import SOURCE [REF]`: the filesystem tarball `source` names (`-`: `stdin`, a
+    request's body; an http(s) URL; with `files`, the CLI's, a file) as an image of one layer,
+    its config this host's (or `platform`'s) with the `changes` applied as commit's; its id.
+    The changes and the platform are refused before a byte is read."""
+    from reconciler.runtime.native.images import tarball
+
+    cfg = builder.apply_changes(tarball.base_config(platform), changes)
+    if source == "-":
+        if stdin is None:
+            raise errors.InvalidArgument("nothing to import: no tarball was sent")
+        return tarball.import_tarball(store, cast(BinaryIO, stdin), cfg, ref, message=message)
+    if tarball.is_url(source):
+        with tarball.open_url(source) as body:
+            return tarball.import_tarball(store, body, cfg, ref, message=message, source=source)
+    if not files:
+        raise errors.InvalidArgument(f"cannot import from {source!r}: give - (the tarball as the request's body) "
+                                     "or an http(s) URL")
+    try:
+        f = open(source, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise errors.InvalidArgument(f"cannot import {source}: {exc.strerror}",
+                                     hint="give a tar file, - for stdin, or an http(s) URL") from None
+    with f:
+        # "Imported from -": the docker CLI sends a file as the body, and dockerd names it so
+        return tarball.import_tarball(store, cast(BinaryIO, f), cfg, ref, message=message)

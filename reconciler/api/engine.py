@@ -993,6 +993,8 @@ class EngineApi:
             return 200, WithHeaders(self._save(names), {"Content-Type": "application/x-tar"})
         if parts[0] == "images" and method == "POST" and parts[1:] == ["load"]:
             return 200, self._load(raw)
+        if parts[0] == "images" and method == "POST" and parts[1:] == ["create"] and "fromSrc" in q:
+            return 200, self._import(q, query, raw)
         if parts[0] == "images":
             return self._images(method, parts[1:], q, auth)
         if method == "POST" and parts == ["auth"]:
@@ -2180,6 +2182,28 @@ class EngineApi:
             items = [{"errorDetail": {"message": exc.message}, "error": exc.message}]
         return (json.dumps(item).encode() + b"\r\n" for item in items)
 
+    def _import(self, q: Mapping[str, str], query: str, raw: Callable[[], Any] | None) -> Iterator[bytes]:
+        """docker import: the tarball in the body (fromSrc=-) or at an http(s) URL as an image of
+        one layer, tagged `repo` (the CLI sends REPOSITORY[:TAG] there) with `tag` when given;
+        dockerd's one status line, the image id. A refusal is an error answer, as dockerd's
+        (nothing was written to the client before it)."""
+        src = q.get("fromSrc") or ""
+        repo, tag = q.get("repo") or "", q.get("tag") or ""
+        ref = (f"{repo}:{tag}" if tag else repo) or None
+        changes = tuple(c for c in urllib.parse.parse_qs(query).get("changes", []) if c)
+        body = raw() if src == "-" and raw is not None else None
+        try:
+            image_id = self.runtime.import_image(src, body, ref, changes=changes, message=q.get("message") or "",
+                                                 platform=q.get("platform") or None)
+        except BaseException:
+            # read the rest of the tar before answering: a client still sending it (the docker
+            # CLI streams it chunked) would get a broken pipe instead of the error
+            with contextlib.suppress(Exception):
+                while body is not None and body.read(1 << 16):
+                    pass
+            raise
+        return iter([json.dumps({"status": image_id}).encode() + b"\r\n"])
+
     def _login(self, data: Mapping[str, Any]) -> dict[str, str]:
         """docker login: the registry checks the credentials (nothing is kept here: the client
         stores them and sends them with each pull and push); a refresh token its token server
@@ -2198,8 +2222,6 @@ class EngineApi:
         rt = self.runtime
         if method == "GET" and parts == ["json"]:
             return 200, self._image_list(q)
-        if method == "POST" and parts == ["create"] and "fromSrc" in q:
-            raise HttpError(501, "POST /images/create?fromSrc (docker import) is not served by reconciler's engine API yet")
         if method == "POST" and parts == ["create"]:
             ref = q.get("fromImage") or ""
             tag = q.get("tag") or ""

@@ -67,3 +67,37 @@ def test_docker_commit(engine_api: str, busybox_image: str) -> None:
         assert state == "running"                                   # paused while read, then resumed
     finally:
         docker(engine_api, "rm", "-f", "src", check=False)
+
+
+def test_docker_import(engine_api: str, tmp_path: Path) -> None:
+    """docker import against the native engine: POST /images/create?fromSrc=- with the tar as its
+    body, dockerd's status line; the image runs; a bad tar is refused, nothing left."""
+    from tests.helpers.images import busybox_layer
+
+    archive = tmp_path / "rootfs.tar"
+    archive.write_bytes(busybox_layer())
+    out = docker(engine_api, "import", "-c", 'CMD ["/bin/busybox", "echo", "imported"]', "-c", "ENV A=1",
+                 "-m", "through the api", str(archive), "local/imported:3").stdout.strip()
+    assert out.startswith("sha256:")
+    assert len(out) == 71
+    assert docker(engine_api, "images", "-q", "--no-trunc", "local/imported:3").stdout.strip() == out
+    assert docker(engine_api, "run", "--rm", "--network", "none", "local/imported:3").stdout == "imported\n"
+    assert docker(engine_api, "history", "--format", "{{.Comment}}", "local/imported:3").stdout == "through the api\n"
+    assert docker(engine_api, "image", "inspect", "-f", "{{json .Config.Env}}", "local/imported:3").stdout == '["A=1"]\n'
+    with archive.open("rb") as f:                               # `-`: stdin, untagged, dockerd's comment
+        env = {**os.environ, "DOCKER_HOST": f"unix://{engine_api}"}
+        env.pop("DOCKER_CONTEXT", None)
+        piped = subprocess.run(["docker", "import", "-"], stdin=f, capture_output=True, text=True, env=env,
+                               timeout=120, check=True).stdout.strip()
+    assert docker(engine_api, "history", "--format", "{{.Comment}}", piped).stdout == "Imported from -\n"
+    images = docker(engine_api, "images", "-a", "-q", "--no-trunc").stdout.split()
+
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar " * 1000)
+    refused = docker(engine_api, "import", str(bad), "local/bad:1", check=False)
+    assert refused.returncode != 0
+    assert "cannot import the tarball" in refused.stderr
+    change = docker(engine_api, "import", "-c", "RUN true", str(archive), check=False)
+    assert change.returncode != 0
+    assert "invalid change" in change.stderr
+    assert docker(engine_api, "images", "-a", "-q", "--no-trunc").stdout.split() == images

@@ -940,6 +940,18 @@ class NativeRuntime:
                                        {"comment": message, "imageID": image_id, "imageRef": ref or ""})
         return image_id
 
+    def import_image(self, source: str, body: IO[bytes] | None, ref: str | None, *, changes: tuple[str, ...] = (),
+                     message: str = "", platform: str | None = None) -> str:
+        """`docker import` through the Engine API (POST /images/create?fromSrc=): the filesystem
+        tarball `body` (`source` "-") or an http(s) URL's as an image of one layer (commit.py
+        `import_image`); its id. Never a path on this host: dockerd reads none either."""
+        from reconciler.runtime.native import commit
+
+        image_id = commit.import_image(self._store_images.store, source, ref, stdin=body, changes=list(changes),
+                                       message=message, platform=platform, files=False)
+        self.containers.journal.record("image", "import", image_id, {"name": image_id})
+        return image_id
+
     def container_changes(self, name_or_id: str) -> list[tuple[str, str]]:
         """`docker diff`: what the container changed in its root filesystem, ("A"|"C"|"D", path)
         in docker's order (commit.py `container_changes`)."""

@@ -73,6 +73,7 @@ def test_docker_import(engine_api: str, tmp_path: Path) -> None:
     """docker import against the native engine: POST /images/create?fromSrc=- with the tar as its
     body, dockerd's status line; the image runs; a bad tar is refused, nothing left."""
     from tests.helpers.images import busybox_layer
+    from tests.native.images.test_import import serving_file
 
     archive = tmp_path / "rootfs.tar"
     archive.write_bytes(busybox_layer())
@@ -90,6 +91,10 @@ def test_docker_import(engine_api: str, tmp_path: Path) -> None:
         piped = subprocess.run(["docker", "import", "-"], stdin=f, capture_output=True, text=True, env=env,
                                timeout=120, check=True).stdout.strip()
     assert docker(engine_api, "history", "--format", "{{.Comment}}", piped).stdout == "Imported from -\n"
+    with serving_file(archive) as base:                         # fromSrc=URL: the engine fetches it
+        fetched = docker(engine_api, "import", f"{base}/{archive.name}", "local/fetched:1").stdout.strip()
+    assert docker(engine_api, "history", "--format", "{{.Comment}}", fetched).stdout == \
+        f"Imported from {base}/{archive.name}\n"
     images = docker(engine_api, "images", "-a", "-q", "--no-trunc").stdout.split()
 
     bad = tmp_path / "bad.tar"

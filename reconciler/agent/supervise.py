@@ -11,7 +11,9 @@ again with its restarts counted afresh, and a new container (a changed spec, `re
 NAME` and the next pass's re-create: a new id) starts with a clean slate; both are seen when
 the flapping containers are next asked for (`flapping`: a pass's options, status, metrics),
 from the records as stored. `clear(name)` forgets a container's flapping (resume of its
-source). Each way back is published as `container_flapping_cleared`.
+source). Each way back is published as `container_flapping_cleared`. A container left stopped
+has its back-off forgotten (`Record.restart_delay`): a start is no longer left to a restart
+manager (restart.in_back_off), so `reconcile start` runs it.
 
 The flapping containers outlive the agent's process (`memory`: agent/recall.py, the newest
 MAX_REMEMBERED): a restarted agent keeps them stopped (the engine start's `boot` does not run
@@ -218,8 +220,8 @@ class Supervisor:
                 continue
             if rec.status == "exited":
                 self.runtime.restart_manager.cancel(cid)   # no further restart: reported instead
-                if rec.restarting:
-                    manager.update(cid, lambda r: dataclasses.replace(r, restarting=False))
+                if rec.restarting or rec.restart_delay:    # nor a back-off: `reconcile start` runs it
+                    manager.update(cid, lambda r: dataclasses.replace(r, restarting=False, restart_delay=0.0))
 
 
 def _remembered(memory: Any) -> list[Flapping]:

@@ -1415,8 +1415,8 @@ class EngineApi:
                                   if x["container"] == rec.id and x["exit"] is None] or None
             return 200, doc
         if method == "POST" and action == "start":
-            if rt.inspect_container(ident).status.value == "running":
-                return 304, None
+            if rt.inspect_container(ident).status.value in ("running", "restarting"):
+                return 304, None            # dockerd's IsRunning: a restart waiting its back-off too
             try:
                 rt.start_container(ident)
             except rterrors.RuntimeBackendError:

@@ -7,7 +7,9 @@ work in a one-shot `reconcile --once` too. A lazy session (`reconcile apply`/`--
 rollback) starts them when the pass's first action is about to run (the executor's
 `on_start`): a pass with nothing to do, which ends in a blink, runs none (#21: at 500
 containers their first look, every record, log and process, cost a no-op pass a sixth of its
-time). Its engine-start restarts (`boot`) run at the session's start either way.
+time). Its engine-start restarts (`boot`) run at the session's start either way; one that
+`boot` leaves in its back-off (a crash loop: it says "restarting", which a pass leaves to the
+restart manager, as compose leaves a container in dockerd's back-off) starts the loops at once.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ class Session:
                 from reconciler import logs
 
                 logs.get_logger("reconciler.execution").warning("restart at engine start failed", exc_info=True)
-            if not self._lazy:
+            # a crash-looping container `boot` left in its back-off (restarting, naming this
+            # process): the watch makes its restart, and clears the flag at the session's end
+            if not self._lazy or self.runtime.restart_manager.pending():
                 self.supervise()
         return self.runtime
 

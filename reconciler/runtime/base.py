@@ -860,6 +860,10 @@ class RestartSupervision(SupervisionLoop, Protocol):
     # the containers it started; `held` (ids) it leaves stopped whatever their policy
     def boot(self, *, held: Collection[str] = ...) -> list[str]: ...
 
+    # whether a restart waits its back-off, which only the running loop makes (`boot` schedules
+    # a crash-looping container's: a lazy session then runs the loop at once)
+    def pending(self) -> bool: ...
+
 
 class HealthSupervision(SupervisionLoop, Protocol):
     """The healthcheck loop, which also probes one container when asked (a pass that finds a

@@ -285,6 +285,41 @@ def test_once_leaves_no_restart_pending_that_no_process_will_make(
     assert "is restarting" not in out
 
 
+@pytest.mark.root
+@pytest.mark.registry
+def test_once_leaves_a_crash_loop_in_its_back_off_to_the_restart_manager(
+        host: Host, busybox_image: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A crasher left in its back-off by an earlier process (its delay in the record): the next
+    `--once` does not start it by hand, which forgot the back-off (the loop began again at
+    100 ms, each `--once` a restart at full speed); it says it is restarting, as compose leaves a
+    container in dockerd's restart back-off (`docker compose up -d` starts no restarting one), and
+    its restart is the restart manager's, after twice the delay reached, counted from the exit."""
+    write(tmp_path / "m", "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: crasher}}
+        spec: {{image: "{busybox_image}", command: [sh, -c, "exit 1"], networks: [none], restart: always}}
+        """)
+    # 5 s: its back-off has grown to 3.2 s by then, so the pass ends while a restart waits
+    assert host.cli("apply", str(tmp_path / "m"), "--settle", "5s") == 1
+    rt = host.runtime()
+    try:
+        deadline = time.monotonic() + 10          # a run the session started just before it ended
+        while str(rt.inspect_container("crasher").status) == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = rt.containers.get("crasher")
+        assert before.restart_delay >= 1.6, before
+        capfd.readouterr()
+        assert host.cli("apply", str(tmp_path / "m"), "--settle", "0") == 1
+        out = capfd.readouterr()
+        assert "container:crasher is restarting" in out.out, out
+        after = rt.containers.get("crasher")
+        assert after.restart_delay >= before.restart_delay, (before, after)     # not forgotten
+        assert after.restart_count - before.restart_count <= 1, (before, after)     # at most its policy's one
+    finally:
+        rt.close()
+
+
 def _pass_seconds(out: str) -> float:
     last = out.strip().splitlines()[-1]
     found = re.search(r"\((\d+\.\d+)s\)$", last)

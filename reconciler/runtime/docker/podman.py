@@ -184,6 +184,9 @@ class _EngineRestarts:
     def boot(self, *, held: Collection[str] = ()) -> list[str]:
         return []
 
+    def pending(self) -> bool:
+        return False
+
     def watch(self, stop: threading.Event, *, poll: float = 0.5) -> None:
         stop.wait()
 

@@ -386,7 +386,16 @@ class NativeRuntime:
         return rec.id
 
     def start_container(self, name_or_id: str) -> None:
-        self.containers.start(name_or_id)
+        """Start a created or exited container; one a restart manager holds in its back-off
+        (`restart.in_back_off`: "restarting", or exited from a crash loop a watch restarts) is left
+        to it, decided under the container's lock, as dockerd takes a restarting container for a
+        running one and answers its start 304: a pass's start (`docker compose up -d` starts no
+        restarting one either) or a `docker start` does not start it at once and forget its
+        back-off. A `restart_container` does (dockerd's restart stops it first)."""
+        from reconciler.runtime.native.containers import restart
+
+        run_dir = self.config.run_dir
+        self.containers.start(name_or_id, only_if=lambda r: not restart.in_back_off(r, run_dir))
 
     def stop_container(self, name_or_id: str, *, timeout: float | None = None) -> None:
         rec = self.containers.stop(name_or_id, timeout=timeout)
@@ -407,9 +416,10 @@ class NativeRuntime:
 
         cid = self.containers.get(name_or_id).id
         with autoremove.supervising(self.config.run_dir), self.restart_manager.restarting_by_hand(cid):
-            if self.containers.get(cid).status == "running":
+            rec = self.containers.get(cid)
+            if rec.status == "running" or rec.restart_pending():    # a restarting one's back-off ends
                 self.stop_container(cid, timeout=timeout)
-            self.start_container(cid)
+            self.containers.start(cid)
 
     def remove_container(self, name_or_id: str, *, force: bool = False, volumes: bool = False) -> None:
         """`volumes`: its anonymous volumes (made for it, labelled so as dockerd labels them) go with

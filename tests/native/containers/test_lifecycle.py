@@ -21,7 +21,16 @@ import pytest
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native.backend import NativeRuntime
-from reconciler.runtime.native.containers import cgroups, conmon, health, logs, mounts, oci, restart
+from reconciler.runtime.native.containers import (
+    autoremove,
+    cgroups,
+    conmon,
+    health,
+    logs,
+    mounts,
+    oci,
+    restart,
+)
 from reconciler.runtime.native.volumes import volumes
 from tests.helpers import images
 from tests.helpers.registry import RegistryServer
@@ -623,7 +632,15 @@ def test_the_backoff_outlives_the_restart_manager(native: tuple[NativeRuntime, s
     rt.wait_container(cid, timeout=30)                        # exits again: the agent restarts meanwhile
     again = restart.RestartManager(rt.containers, clock=lambda: clock[0])
     assert again.boot() == []                                 # not at once: its back-off first
-    assert again.handle_exit(cid) == pytest.approx(0.8)
+    # scheduled by the boot itself, and restarting from there on: a pass that looks before the
+    # watch's first tick (the agent's first pass, a `--once`) leaves it to the restart manager
+    # instead of starting it by hand, which forgot the back-off
+    assert again.pending()
+    assert rt.inspect_container(cid).status == "restarting"
+    assert rt.containers.get(cid).restart_delay == pytest.approx(0.4)
+    due = again.next_due()
+    assert due is not None
+    assert 0.1 <= due <= 0.8                                  # twice 0.4, less the time since the exit
     assert again.tick() == []                                 # not due yet
     clock[0] += 0.8
     assert again.tick() == [cid]
@@ -633,6 +650,45 @@ def test_the_backoff_outlives_the_restart_manager(native: tuple[NativeRuntime, s
     rt.start_container(cid)
     rt.wait_container(cid, timeout=30)
     assert restart.RestartManager(rt.containers, clock=lambda: clock[0]).handle_exit(cid) == pytest.approx(0.1)
+
+
+def test_a_start_leaves_a_container_in_its_back_off_to_the_restart_manager(native: tuple[NativeRuntime, str]) -> None:
+    """A pass's start (the executor's `start_container`) of a crash-looping container whose
+    restart waits its back-off (the exit handled after the pass observed it exited) leaves it
+    to the restart manager, as dockerd answers the start of a restarting container 304: before,
+    it started it at once and forgot the back-off. So is one whose exit a running watch has not
+    looked at yet (a pass can see it first). `restart` starts it at once, as dockerd's."""
+    rt, image = native
+    clock = [1000.0]
+    rm = restart.RestartManager(rt.containers, clock=lambda: clock[0])
+    cid = rt.create_container(_cfg(image, "loop", "sh", "-c", "exit 1", restart=base.RestartPolicy("always")))
+    rt.start_container(cid)
+    for _ in range(3):
+        rt.wait_container(cid, timeout=30)
+        delay = rm.handle_exit(cid)
+        assert delay is not None
+        clock[0] += delay
+        assert rm.tick() == [cid]
+    rt.wait_container(cid, timeout=30)
+    started = rt.containers.get(cid).started_at
+    with autoremove.supervising(rt.config.run_dir):           # a watch runs (an agent's) and has not looked yet
+        rt.start_container(cid)                               # the pass's start, seen exited
+    assert (rt.containers.get(cid).status, rt.containers.get(cid).started_at) == ("exited", started)
+    assert rm.handle_exit(cid) == pytest.approx(0.8)         # its restart waits 0.8 s
+    rt.start_container(cid)                                   # the pass's start, seen exited a moment before
+    rec = rt.containers.get(cid)
+    assert (rec.status, rec.started_at, rec.restart_delay) == ("exited", started, pytest.approx(0.4))
+    assert rt.inspect_container(cid).status == "restarting"
+    clock[0] += 0.8
+    assert rm.tick() == [cid]                                 # the restart manager's restart, its back-off kept
+    assert rt.containers.get(cid).restart_delay == pytest.approx(0.8)
+    rt.wait_container(cid, timeout=30)
+    assert rm.handle_exit(cid) == pytest.approx(1.6)
+    rt.restart_container(cid)                                 # by hand, at once: its back-off forgotten
+    rec = rt.containers.get(cid)
+    assert rec.status in ("running", "exited")
+    assert rec.started_at != started
+    assert rec.restart_delay == 0
 
 
 def test_a_stop_by_hand_between_a_restarts_decision_and_its_start_wins(native: tuple[NativeRuntime, str]) -> None:

@@ -30,7 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from reconciler.runtime.native.config import NativeConfig
 
-__all__ = ["LOCK", "command", "supervising", "unsupervised"]
+__all__ = ["LOCK", "command", "supervised", "supervising", "unsupervised"]
 
 LOCK = "supervisor.lock"        # under <run_dir>/locks
 
@@ -58,6 +58,25 @@ def command(config: NativeConfig, cid: str) -> list[str]:
     (runtime/native/cleanup.py)."""
     return [sys.executable, "-m", "reconciler.runtime.native.cleanup", str(config.root), str(config.run_dir),
             config.name_prefix, config.oci_runtime, cid]
+
+
+def supervised(run_dir: Path) -> bool:
+    """Whether a process supervises now (a restart manager's watch holds the lock shared; this
+    process's own too): not when the lock is free, nor when an exit command holds it exclusively,
+    which it gets only while none does."""
+    fd = _open_lock(run_dir)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False            # an exit command's: no supervisor meanwhile
+            return True
+        return False
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

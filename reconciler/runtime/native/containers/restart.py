@@ -10,6 +10,7 @@ doubles up to 1 min; it resets when the container ran for 10 s or more.
     rm.tick(ids=[id])         # the same for these containers only (their monitor ended)
     rm.handle_exit(id)        # decide for one exited container; returns the delay or None
     rm.boot()                 # on engine start: start the exited ones their policy runs again
+                              # (those in their back-off scheduled: `pending()`, for the watch)
     rm.watch(stop_event)      # loop: wake when a monitor ends (pidfds) or a restart is due
 
 A container whose conmon was killed (nothing would record its exit or read its output) is
@@ -24,7 +25,9 @@ The back-off outlives the process: the delay waited before a container's last re
 record (`Record.restart_delay`, with its RestartCount), so the next one doubles it whichever
 process makes it, and counts from the exit: an agent restarted in a crash loop neither starts the
 container at once (`boot` leaves one in its back-off to the watch) nor begins again at 100 ms.
-A stop or a start by hand forgets it, as dockerd's new restart manager does.
+A stop or a start by hand forgets it, as dockerd's new restart manager does; but a start of one
+a restart manager holds in its back-off (`in_back_off`: a pass's, `docker start`) leaves it to
+that manager, as dockerd answers the start of a restarting container 304.
 
 A restart waiting its delay is in this process's memory only. The record says so (`restarting`)
 and names the process (`restarter_pid`, `_start`, `_boot`: pid, start time and boot id, as records
@@ -48,6 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from reconciler import restarting
@@ -56,7 +60,7 @@ from reconciler.runtime import errors as rterrors
 from reconciler.runtime.native import procs
 from reconciler.runtime.native.containers import containers, monitors, records
 
-__all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "next_delay"]
+__all__ = ["DEFAULT_DELAY", "MAX_DELAY", "RESET_AFTER", "SWEEP", "RestartManager", "in_back_off", "next_delay"]
 
 DEFAULT_DELAY = 0.1
 SWEEP = 2.0             # seconds between checks of the monitors no pidfd watches (out of fds)
@@ -75,6 +79,23 @@ def next_delay(previous: float, ran_for: float) -> float:
         previous = 0.0
     delay = DEFAULT_DELAY if previous == 0 else previous * 2
     return min(delay, MAX_DELAY)
+
+
+def in_back_off(rec: records.Record, run_dir: Path) -> bool:
+    """Whether a restart manager holds `rec` in its back-off, so that a start of anyone else's (a
+    pass's, `docker start`) leaves it to that manager, as dockerd answers the start of a
+    restarting container 304: its restart is pending (`Record.restart_pending`: flagged by a
+    process that lives), or it exited from a run a restart manager made (`restart_delay`), its
+    policy runs it again and a watch runs (the supervisor lock: `autoremove.supervised`), which
+    flags it as soon as it looks (a pass can see the exit first). Not one the agent left stopped
+    for flapping (its supervisor forgets the back-off), nor one no watch will restart."""
+    if rec.restart_pending():
+        return True
+    if rec.status != "exited" or not rec.restart_delay or not _decision(rec, restarting.Moment.EXIT).start:
+        return False
+    from reconciler.runtime.native.containers import autoremove
+
+    return autoremove.supervised(run_dir)
 
 
 def _seconds(start: str | None, end: str | None) -> float:
@@ -292,6 +313,12 @@ class RestartManager:
         ended = self.manager.exit_files()
         return [self.manager.refresh(r) if r.id in ended else r for r in self.manager.stored()]
 
+    def pending(self) -> bool:
+        """Whether a restart waits its delay here (scheduled by `boot` or the watch): only a
+        running watch makes it."""
+        with self._lock:
+            return bool(self._pending)
+
     def next_due(self) -> float | None:
         """Seconds until the next pending restart, or None."""
         with self._lock:
@@ -322,8 +349,12 @@ class RestartManager:
         gives up after N, however many `--once` runs start the engine), unless the container
         ended with an earlier boot: the reboot's kill, after which dockerd starts it uncounted.
         One in its back-off (restarted by a restart manager, its exit in this boot) is not started
-        here: the watch's restart of it waits what is left of its delay (`handle_exit`), so an
-        agent restarted in a crash loop does not restart the container at full speed."""
+        here: its restart is scheduled (`handle_exit`: what is left of its delay, counted from the
+        exit) and its record says "restarting" from here on, naming this process, so an agent
+        restarted in a crash loop does not restart the container at full speed, and a pass that
+        looks before the watch's first tick (the agent's first pass, a `--once`) leaves it to the
+        watch, as compose leaves a container in dockerd's back-off, instead of starting it by hand
+        (which forgets the back-off). The watch makes the restart (`pending`: the caller runs it)."""
         started = []
         this_boot = procs.boot_id()
         for rec in self._end_unmonitored(self.manager.records()):
@@ -335,7 +366,11 @@ class RestartManager:
             if _decision(rec, restarting.Moment.RESUME).start:
                 in_this_boot = rec.error is not None or rec.boot_id == this_boot
                 if in_this_boot and rec.restart_delay:
-                    continue                    # crash-looping: the watch restarts it after its back-off
+                    try:                        # crash-looping: the watch restarts it after its back-off
+                        self.handle_exit(rec.id)
+                    except rterrors.NotFound:
+                        pass
+                    continue
                 try:
                     if in_this_boot:            # it ended in this boot: a restart
                         self.manager.update(rec.id, lambda r: dataclasses.replace(r, restart_count=r.restart_count + 1))

@@ -1,10 +1,11 @@
 """What the agent remembers of itself across its restarts: the failures its notifications told
-of (`notify.Deduper`) and the containers it left stopped for flapping (`supervise.Supervisor`),
-kept in `<root>/agent-memory.json`.
+of (`notify.Deduper`), the containers it left stopped for flapping and the restarts it counts
+toward the flap limit (`supervise.Supervisor`), kept in `<root>/agent-memory.json`.
 
 Without it a restarted agent (`systemctl restart`, an upgrade, a reboot) forgot both: it sent
 again every failure still there, and started a crash-looping container again until it flapped
-once more (and told of it once more). The operator's words (a rollback's pin, a suspend) are
+once more (and told of it once more), and counted a crash loop's restarts from zero again (an
+agent restarted in one marked it flapping late, or never). The operator's words (a rollback's pin, a suspend) are
 the state DB's (state/sourcestate.py); this memory is the agent's own, and losing it costs no
 more than what an agent without it did. So it is a file of its own:
 
@@ -40,7 +41,7 @@ log = logs.get_logger("reconciler.agent.recall")
 
 
 class Memory:
-    """The parts of `<root>/agent-memory.json` (`notified`, `flapping`), read once; `put` writes
+    """The parts of `<root>/agent-memory.json` (`notified`, `flapping`, `restarts`), read once; `put` writes
     the whole file again when a part changed. Thread-safe: the notifier and the supervisor's
     threads both put."""
 

@@ -18,7 +18,14 @@ manager (restart.in_back_off), so `reconcile start` runs it.
 The flapping containers outlive the agent's process (`memory`: agent/recall.py, the newest
 MAX_REMEMBERED): a restarted agent keeps them stopped (the engine start's `boot` does not run
 their restart policy, nor does a pass start them) and reported, with the same ways back, and
-so does not run a crash loop again, nor tell of it again, for a restart of its own.
+so does not run a crash loop again, nor tell of it again, for a restart of its own. So do the
+restarts it counts toward the limit (`restarts` in the same memory, by wall-clock time and the
+record's restart count, the newest MAX_REMEMBERED containers within the window): an agent
+restarted (or killed) in a crash loop goes on counting where the earlier one stopped, and marks
+the container flapping after the same number of restarts in all, where it began again from zero
+(an agent restarted more often than every `flap_limit` restarts never marked it). A restart the
+records count and the memory missed (the earlier process killed between the restart and its
+write, or a `--once` restarted it meanwhile) is counted at the time of the last one remembered.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from reconciler.runtime import errors as rterrors
 
 __all__ = ["MAX_REMEMBERED", "Supervisor"]
 
-MAX_REMEMBERED = 256                # flapping containers kept across a restart (the newest)
+MAX_REMEMBERED = 256                # flapping containers (and crash-looping ones' restarts) kept across a restart
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,14 @@ class Supervisor:
         self.flap_limit = flap_limit
         self.flap_window = flap_window
         self.poll = poll
-        self._restarts: dict[str, collections.deque[float]] = {}
         self.memory = memory
+        # each container's restarts within the window (wall-clock times: they outlive the process),
+        # and the record's restart count at the last one counted
+        self._restarts: dict[str, collections.deque[float]] = {}
+        self._counted: dict[str, int] = {}
+        for cid, (count, times) in _recent(memory, flap_window).items():
+            self._restarts[cid] = collections.deque(times, maxlen=max(flap_limit, 1))
+            self._counted[cid] = count
         self._flapping: dict[str, Flapping] = {f.id: f for f in _remembered(memory)}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -116,6 +129,7 @@ class Supervisor:
             cleared = [self._flapping.pop(c) for c, f in list(self._flapping.items()) if f.name == name]
             for f in cleared:
                 self._restarts.pop(f.id, None)
+                self._counted.pop(f.id, None)
         for f in cleared:
             self._cleared(f, why)
 
@@ -126,6 +140,33 @@ class Supervisor:
         with self._lock:
             kept = sorted(self._flapping.values(), key=lambda f: f.since)[-MAX_REMEMBERED:]
         self.memory.put("flapping", [dataclasses.asdict(f) for f in kept])
+
+    def _remember_restarts(self, now: float) -> None:
+        """The restarts counted toward the flap limit, within the window, into the memory (the
+        newest MAX_REMEMBERED containers; the others, and those out of the window, forgotten)."""
+        with self._lock:
+            for cid in [c for c, t in self._restarts.items() if not t or now - t[-1] > self.flap_window]:
+                del self._restarts[cid]
+                self._counted.pop(cid, None)
+            kept = sorted(self._restarts.items(), key=lambda kv: kv[1][-1])[-MAX_REMEMBERED:]
+            value = {cid: {"count": self._counted.get(cid, 0), "times": list(t)} for cid, t in kept}
+        if self.memory is not None:
+            self.memory.put("restarts", value)
+
+    def _count(self, cid: str, restart_count: int, now: float) -> int:
+        """One restart more of `cid` (the record's count is now `restart_count`), and those the
+        record counts since the last one counted that no one told this process of (at that
+        one's time: they came after it); how many fall within the window."""
+        with self._lock:
+            times = self._restarts.setdefault(cid, collections.deque(maxlen=max(self.flap_limit, 1)))
+            last = self._counted.get(cid)
+            if last is not None and times and restart_count > last + 1:
+                times.extend([times[-1]] * min(restart_count - last - 1, self.flap_limit))
+            times.append(now)
+            self._counted[cid] = restart_count
+            while times and now - times[0] > self.flap_window:
+                times.popleft()
+            return len(times)
 
     def _outgrown(self) -> None:
         """Forget the flapping of a container removed (its name may be a new container's: a
@@ -150,6 +191,7 @@ class Supervisor:
                     continue                    # changed meanwhile (a tick's restart): asked again next time
                 del self._flapping[cid]
                 self._restarts.pop(cid, None)
+                self._counted.pop(cid, None)
             self._cleared(f, why)
 
     def _cleared(self, f: Flapping, why: str) -> None:
@@ -169,17 +211,14 @@ class Supervisor:
         self.runtime.restart_manager.watch(self._stop, poll=self.poll, on_tick=self._restarted)
 
     def _restarted(self, restarted: list[str]) -> None:
-        now = time.monotonic()
+        now = time.time()                       # wall clock: the counts outlive the process
         manager = self.runtime.containers
         for cid in restarted:
             try:
                 rec = manager.get(cid)
             except rterrors.NotFound:
                 continue
-            times = self._restarts.setdefault(cid, collections.deque())
-            times.append(now)
-            while times and now - times[0] > self.flap_window:
-                times.popleft()
+            restarts = self._count(cid, rec.restart_count, now)
             source = self.source_of(rec.config.labels)
             # the run that ended: the record has the new one's by now
             exit_code = self.runtime.restart_manager.ended_with(cid)
@@ -188,16 +227,17 @@ class Supervisor:
             self._log.info("container_restarted", container=rec.name, restart_count=rec.restart_count,
                            exit_code=exit_code)
             self.on_restart(rec.name)
-            if len(times) >= self.flap_limit:
+            self._remember_restarts(now)            # after its event: the file's write waits no one
+            if restarts >= self.flap_limit:
                 with self._lock:
-                    self._flapping[cid] = Flapping(cid, rec.name, len(times), time.time(), rec.started_at, source)
+                    self._flapping[cid] = Flapping(cid, rec.name, restarts, now, rec.started_at, source)
                 self.publish("container_flapping", source=source, container=rec.name, id=cid[:12],
-                             restarts=len(times),
+                             restarts=restarts,
                              window_s=self.flap_window,
-                             message=f"restarted {len(times)} times in {self.flap_window:g}s: left stopped after "
+                             message=f"restarted {restarts} times in {self.flap_window:g}s: left stopped after "
                                      f"its next exit; to try again: `reconcile start {rec.name}` (or change its "
                                      "spec)")
-                self._log.warning("container_flapping", container=rec.name, restarts=len(times))
+                self._log.warning("container_flapping", container=rec.name, restarts=restarts)
                 self._remember()
                 self.on_flap(rec.name)
             else:
@@ -222,6 +262,23 @@ class Supervisor:
                 self.runtime.restart_manager.cancel(cid)   # no further restart: reported instead
                 if rec.restarting or rec.restart_delay:    # nor a back-off: `reconcile start` runs it
                     manager.update(cid, lambda r: dataclasses.replace(r, restarting=False, restart_delay=0.0))
+
+
+def _recent(memory: Any, window: float) -> dict[str, tuple[int, list[float]]]:
+    """The restarts an earlier process of the agent counted (`_remember_restarts`): by container,
+    the record's count at the last one and their times, those still within `window`; anything
+    malformed left out."""
+    data = memory.get("restarts") if memory is not None else None
+    now = time.time()
+    out: dict[str, tuple[int, list[float]]] = {}
+    for cid, d in data.items() if isinstance(data, dict) else ():
+        try:
+            count, times = int(d["count"]), sorted(float(t) for t in d["times"])
+        except (TypeError, KeyError, ValueError):
+            continue
+        if times and now - times[-1] <= window:
+            out[str(cid)] = (count, [t for t in times if now - t <= window])
+    return dict(sorted(out.items(), key=lambda kv: kv[1][1][-1])[-MAX_REMEMBERED:])
 
 
 def _remembered(memory: Any) -> list[Flapping]:

@@ -139,6 +139,40 @@ def test_a_restart_pending_in_an_agent_killed_9_dies_with_it(
     assert "container:crash, start" in capfd.readouterr().out
 
 
+def test_an_agent_killed_9_in_a_crash_loop_marks_it_flapping_after_the_same_restarts_in_all(
+        tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
+    """The restarts counted toward the flap limit outlive the agent's process (`restarts` in
+    `<root>/agent-memory.json`): an agent killed with -9 halfway through a crash loop, started
+    again, goes on counting and leaves the container stopped for flapping after `flap_limit`
+    restarts in all, the back-off going on doubling (its first pass leaves the container in
+    back-off to the restart manager). Before, the new agent counted from zero: 3 + 6 restarts, and
+    an agent restarted every few restarts never marked it."""
+    a = native_agent
+    a.config["supervision"] = {"flap_limit": 6, "flap_window": "10m"}
+    (tmp_path / "m" / "crash.yaml").write_text(doc("crash", busybox_image, "exit 3"))
+    a.start()
+    wait_for("crash restarted 3 times", lambda: (c := state(a).get("crash")) is not None and c.restart_count >= 3)
+    a.kill9()
+    made = state(a)["crash"].restart_count
+    assert made < 6
+    # the restarts counted so far, written at each (the last one made may not be: killed between
+    # the restart and its write, it is counted from the record's restart count)
+    [counted] = json.loads((a.root / "agent-memory.json").read_text())["restarts"].values()
+    assert made - 1 <= len(counted["times"]) <= made, (made, counted)
+    a.start()
+    flapping = wait_for("crash reported flapping",
+                        lambda: [f for f in a.status()["supervision"]["flapping"] if f["container"] == "crash"])
+    assert flapping[0]["restarts"] == 6
+    crash = wait_for("crash left stopped", lambda: (c := state(a)["crash"]) and str(c.status) == "exited" and c)
+    assert crash.restart_count == 6                       # the same number as without the kill
+    # the back-off went on doubling across the kill (never started by hand, which forgot it):
+    # the last restart waited 3.2 s (0.1 doubled 5 times) after the one before
+    [times] = [r["times"] for r in json.loads((a.root / "agent-memory.json").read_text())["restarts"].values()]
+    assert len(times) == 6
+    assert times[-1] - times[-2] >= 3.2, times
+    assert [e["restarts"] for e in a.events() if e["type"] == "container_flapping"] == [6]
+
+
 def test_kill9_and_restart_keeps_containers(tmp_path: Path, native_agent: AgentProc, busybox_image: str) -> None:
     a = native_agent
     (tmp_path / "m" / "web.yaml").write_text(doc("web", busybox_image, "sleep 3600"))

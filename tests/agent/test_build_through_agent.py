@@ -82,7 +82,7 @@ def test_build_goes_through_the_agent_and_prints_what_it_prints_without_one(
     served = outputs(a, ctx)
     tagged = image_of(a, "localhost/app:1")                     # the --build-arg WHO=you build's
     assert served[0][0] == 0
-    assert served[0][1].count(" ---> Using cache\n") == 2      # RUN and COPY: from the agent's cache
+    assert served[0][1].count(" ---> Using cache\n") == 4      # ARG, RUN, COPY, CMD: from the agent's cache (the classic builder's lines)
     assert f"Successfully built {built[0][7:19]}\n" in served[0][1]
     assert served[1] == (0, built[0] + "\n", "")
     assert "[Warning] One or more build-args [UNUSED] were not consumed\n" in served[2][1]

@@ -1311,29 +1311,13 @@ class EngineApi:
         return components.of_engine(oci.name, oci.path)
 
     def _info(self) -> dict[str, Any]:
-        cs = self.runtime.list_containers()
-        running = sum(1 for c in cs if _state(c) == "running")
-        paused = sum(1 for c in cs if c.paused)
-        stopped = sum(1 for c in cs if c.status.value in ("exited", "created", "dead"))
-        return {"ID": "reconciler", "Name": socket.gethostname(), "ServerVersion": f"reconciler-{__version__}",
-                "Containers": len(cs), "ContainersRunning": running, "ContainersPaused": paused,
-                "ContainersStopped": stopped, "Images": len(self.runtime.list_images()), "Driver": "overlay2",
-                "DockerRootDir": str(self.runtime.config.root), "OSType": "linux",
-                "OperatingSystem": "reconciler native engine", "Architecture": platform.machine(),
-                "NCPU": os.cpu_count() or 1, "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-                "CgroupDriver": "cgroupfs", **self._runtime_info(),
-                # what dockerd 20.10 says besides, that scripts and the docker CLI read
-                # (`docker info -f '{{.Swarm.LocalNodeState}}'`): no swarm here, the log driver
-                # containers get unless they name one, the kernel, the seccomp profile applied
-                "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                          "Error": "", "RemoteManagers": None},
-                "LoggingDriver": "json-file", "KernelVersion": platform.release(),
-                "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
-                "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                            "Log": ["json-file", "local"]},
-                "SecurityOptions": ["name=seccomp,profile=default"], "IndexServerAddress": "https://index.docker.io/v1/",
-                "Labels": [], "ExperimentalBuild": False, "LiveRestoreEnabled": False, "Debug": False,
-                "Warnings": []}
+        """`docker info`'s document: engineinfo.document, the one home of it (`reconcile info`
+        prints the same), of the containers as the engine observes them now and its images."""
+        from reconciler import engineinfo
+
+        return engineinfo.document(states=[_state(c) for c in self.runtime.list_containers()],
+                                   images=len(self.runtime.list_images()), root=str(self.runtime.config.root),
+                                   oci_runtime=self.runtime.containers.runtime_name, components=self._components())
 
     def _runtime_or_400(self, asked: Any) -> None:
         """`docker run --runtime NAME`: the engine has one OCI runtime (`reconcile engine-api
@@ -1343,22 +1327,6 @@ class EngineApi:
         if asked not in (None, "", have):
             raise HttpError(400, f"Unknown runtime specified {asked}: this engine runs {have} (its --oci-runtime); "
                                  f"leave --runtime out, or ask for {have}")
-
-    def _runtime_info(self) -> dict[str, Any]:
-        """What `docker info` says of the engine's programs: its OCI runtime (`Runtimes`,
-        `Default Runtime`: the one new containers get, by its path), runc's commit (`runc
-        version`), the init (`Init Binary`, `init version`), each as the binary reports itself;
-        no containerd (`containerd version` empty: conmon, its counterpart here, is in /version's
-        Components)."""
-        found = {c.name: c for c in self._components()}
-        name = self.runtime.containers.runtime_name
-        runtime = found.get(name)
-        init = found.get("docker-init")
-        commit = found["runc"].commit if "runc" in found else ""
-        return {"Runtimes": {name: {"path": runtime.path if runtime else name}}, "DefaultRuntime": name,
-                "RuncCommit": {"ID": commit, "Expected": commit}, "InitBinary": init.path if init else "",
-                "InitCommit": {"ID": init.commit if init else "", "Expected": init.commit if init else ""},
-                "ContainerdCommit": {"ID": "", "Expected": ""}}
 
     def _containers(self, method: str, parts: list[str], q: Mapping[str, str],
                     body: Callable[[], Any], raw: Callable[[], Any] | None = None) -> tuple[int, Any]:

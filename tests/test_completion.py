@@ -65,7 +65,7 @@ def test_bash_completes_commands_subcommands_flags_and_choices(bin_dir: Path) ->
     assert complete(bin_dir, "reconcile --root /x ps --no-") == ["--no-trunc"]   # an option before the command
     # the everyday docker commands: their subcommands and flags
     assert complete(bin_dir, "reconcile sys") == ["system"]
-    assert complete(bin_dir, "reconcile system ") == ["df", "prune"]
+    assert complete(bin_dir, "reconcile system ") == ["df", "info", "prune"]
     assert complete(bin_dir, "reconcile container pr") == ["prune"]
     assert complete(bin_dir, "reconcile system prune --vol") == ["--volumes"]
     assert complete(bin_dir, "reconcile stats --no-s") == ["--no-stream"]

@@ -1,4 +1,4 @@
-"""`reconcile system df|prune`: what the native engine holds on disk, and what nothing uses of it
+"""`reconcile system df|prune|info`: what the native engine holds on disk, and what nothing uses of it
 removed, as `docker system df` and `docker system prune` show and do, for this engine's own
 objects alone (its state root's: no other engine's, no build cache, which holds no space here).
 
@@ -10,9 +10,11 @@ objects alone (its state root's: no other engine's, no build cache, which holds 
                                      images (-a: every image no container uses), with --volumes
                                      anonymous volumes no container mounts (named ones are kept,
                                      as docker's); asks first unless -f
+    system info                      the engine, as `docker system info` (`reconcile info`:
+                                     cli/cmd_info.py; --runtime docker too)
 
-Native only: another engine's disk is its own CLI's (`docker system df`). `df` reads only, and on
-a state root without an engine neither creates one.
+df and prune are native only: another engine's disk is its own CLI's (`docker system df`). `df`
+reads only, and on a state root without an engine neither creates one.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["add_prune_flags", "ask", "filters_of", "print_report", "register", "
 def register(subparsers: Any) -> None:
     from reconciler.cli import engines, options, output
 
-    parser = subparsers.add_parser("system", help="manage the native engine (df, prune)",
+    parser = subparsers.add_parser("system", help="manage the native engine (df, prune) and show the engine (info)",
                                    description="What the native engine holds on disk, and what nothing uses of it "
                                    "removed, as docker system df and prune.")
     options.add_engine_options(parser)
@@ -51,6 +53,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--volumes", action="store_true", help="remove anonymous volumes no container mounts")
     add_prune_flags(p)
     p.set_defaults(run=_prune)
+    from reconciler.cli import cmd_info
+
+    cmd_info.add_flags(sub.add_parser("info", help=cmd_info.HELP, description=cmd_info.DESCRIPTION), under=True)
     parser.set_defaults(run=run, system_parser=parser)
 
 

@@ -70,6 +70,7 @@ _REFUSED: dict[tuple[str, str], str] = {
     ("inspect", "docker"): "use `docker inspect`, whose document this is",
     ("inspect", "swarm"): "use `docker service inspect`",
     ("inspect", "fake"): "use `reconcile ps -o json`",
+    ("info", "fake"): "the fake engine is no engine to describe: use --runtime native or docker",
 }
 
 
@@ -100,7 +101,7 @@ def is_native(args: argparse.Namespace) -> bool:
 # the container commands, and diff: on a root an agent holds that runs another engine, they talk to that one
 FOLLOWS_AGENT = frozenset({"ps", "logs", "exec", "attach", "run", "create", "rm", "start", "stop", "restart", "kill",
                            "wait", "rename", "update", "port", "top", "stats", "cp", "system", "pull", "images",
-                           "inspect", "diff"})
+                           "inspect", "diff", "info"})
 
 
 def follow_agent(args: argparse.Namespace) -> None:

@@ -81,7 +81,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('container', "manage containers: docker's container ls, create, start, rm...; export, import (move to another "
                   "host), prune"),
     ('volume', 'manage named volumes (ls, inspect, create, rm, prune, export, import)'),
-    ('system', 'manage the native engine (df, prune)'),
+    ('system', 'manage the native engine (df, prune) and show the engine (info)'),
     ('agent', 'run the daemon: watch sources, converge, supervise, serve the API'),
     ('status', 'what the agent applies: sources, revisions, errors, containers'),
     ('events', "the agent's events (-f to follow)"),
@@ -91,6 +91,7 @@ SUMMARIES: tuple[tuple[str, str], ...] = (
     ('resume', 'let the agent reconcile suspended sources again'),
     ('engine-api', 'serve a Docker-compatible Engine API for the native engine'),
     ('completion', 'print a shell completion script (bash, zsh or fish)'),
+    ('info', 'display system-wide information about the engine, as docker info'),
     ('version', 'print the version (and the manifest API, Python, OCI runtimes)'),
 )
 COMMANDS: tuple[str, ...] = tuple(name for name, _ in SUMMARIES)
@@ -480,7 +481,7 @@ def _parse(args_list: list[str]) -> argparse.Namespace | int:
 # own, what they allocate lives until they end, so the cyclic collector is off (collector.off:
 # its passes over what the imports made were ~4% of `ps`'s instructions), and they close what
 # they open, so they end without the interpreter's teardown (_end_now: ~14%) (#21).
-READ_ONLY = frozenset({"ps", "images", "inspect"})
+READ_ONLY = frozenset({"ps", "images", "inspect", "info"})
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

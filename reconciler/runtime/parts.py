@@ -6,6 +6,7 @@ native engine's own parts, so the CLI names no module of `runtime/native/`:
     locations(root, run_dir, prefix)      where a state root keeps its run dir and name prefix
     container_summaries(root, ...)        what `ps` shows, read from the state DB alone (or None)
     image_summaries(root)                 what `images` shows, likewise
+    engine_components(oci_runtime)        the engine's programs, as `info` (and /info) reports them
     lint_dockerfile / build_image         `build --check`, `build`
     save_images / load_images             `save`, `load` (docker-archive, oci-archive)
     push_image / tag_image                `push`, `tag`
@@ -47,8 +48,9 @@ if TYPE_CHECKING:
     from reconciler.runtime.native.volumes.volumes import VolumeStore
     from reconciler.runtime.opening import Place
 
-__all__ = ["attach", "build_image", "commit_container", "container_summaries", "create", "exec_argv", "exec_relayed", "export_container", "export_volume",
-           "image_summaries", "import_image", "import_volume", "lint_dockerfile", "load_images", "locations", "network_manager", "push_image",
+__all__ = ["attach", "build_image", "commit_container", "container_summaries", "create", "engine_components", "exec_argv", "exec_relayed",
+           "export_container", "export_volume", "image_summaries", "import_image", "import_volume", "lint_dockerfile", "load_images",
+           "locations", "network_manager", "push_image",
            "resize", "run_foreground", "save_images", "start_attached", "supervising", "tag_image", "unpack_context", "volume_store"]
 
 if TYPE_CHECKING:
@@ -82,6 +84,18 @@ def image_summaries(root: str) -> list[dict[str, Any]] | None:
     from reconciler.runtime.native.images import summaries
 
     return summaries.read(root)
+
+
+def engine_components(oci_runtime: str) -> list[Any]:
+    """The native engine's programs as each reports itself (components.of_engine: conmon, the OCI
+    runtime `oci_runtime` new containers get, found as the engine finds it, the init), for `info`
+    (the Engine API's /info asks its engine's own)."""
+    import shutil
+
+    from reconciler.runtime.native.containers import components
+
+    path = shutil.which(oci_runtime) or shutil.which(oci_runtime, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    return components.of_engine(oci_runtime, path)
 
 
 def lint_dockerfile(text: str) -> Result:

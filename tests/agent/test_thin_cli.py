@@ -36,7 +36,9 @@ COMMANDS = (("ps", "-a"), ("ps", "-a", "--no-trunc"), ("ps", "-a", "-o", "json")
             ("ps", "-a", "--format", '{{.Names}} {{.State}} {{.Label "tier"}} {{.Networks}}'),
             ("ps", "--filter", "label=tier=front", "--format", "json"), ("inspect", "-f", "{{.State.Status}} {{.Name}}",
                                                                        "web", "job"),
-            ("images", "--format", "table {{.Repository}}\\t{{.Tag}}\\t{{.Digest}}"))
+            ("images", "--format", "table {{.Repository}}\\t{{.Tag}}\\t{{.Digest}}"),
+            # the engine as docker info shows it: what the CLI reads of the root, the agent running or not
+            ("info",), ("system", "info", "-f", "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}}"))
 # what `ps` must not load when the agent answers: the engine's code, the state database, and
 # http.client's email and ssl
 ENGINE = ("sqlite3", "_sqlite3", "reconciler.runtime.native", "reconciler._sqlite", "http.client", "email", "ssl", "httpx",
@@ -92,7 +94,7 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     served = outputs(a, busybox_image)
     assert engine_modules(loaded(a, busybox_image)) == []       # the agent answered: no engine here
     assert [rc for rc, _, _ in served] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0,
-                                           0, 0, 0, 0]
+                                           0, 0, 0, 0, 0, 0]
     assert "web" in served[0][1]
     assert "Exited (3)" in served[0][1]                         # job
     assert len(served[4][1].split()) == 1                       # the label filter went to the agent
@@ -114,6 +116,9 @@ def test_ps_inspect_and_images_are_served_by_the_agent_and_print_what_they_print
     assert [json.loads(line)["Names"] for line in served[25][1].splitlines()] == ["web"]
     assert served[26][1] == "running /web\nexited /job\n"
     assert served[27][1].splitlines()[0].split() == ["REPOSITORY", "TAG", "DIGEST"]
+    assert served[28][1].startswith("Client:\n")
+    assert " Containers: 2\n  Running: 1\n" in served[28][1]
+    assert served[29][1] == "2 1 1 1\n"                        # web runs, job exited; busybox
 
     status = reconcile(a, "status", importtime=True)           # the agent's status, with no http.client
     assert status.stdout.startswith(f"agent pid {a.pid} (native)")

@@ -338,6 +338,28 @@ def test_info_and_version_say_what_dockerd_says(host: Host, tmp_path: Path) -> N
         assert f"OS/Arch:          linux/{ {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(platform.machine())}" in server
 
 
+def test_info_is_the_clis_document(host: Host, tmp_path: Path, busybox_image: str) -> None:
+    """The Engine API's /info and `reconcile info` are built by one function (engineinfo.py): the
+    same document for the same engine (its containers counted as observed: one running, one paused,
+    one exited), whichever asks; before, the CLI had no `info` and /info counted by its own code."""
+    with serving(host, tmp_path) as (sock, _):
+        docker(sock, "pull", busybox_image)
+        docker(sock, "run", "-d", "--name", "up", "--network", "none", busybox_image, "sleep", "300")
+        docker(sock, "run", "-d", "--name", "held", "--network", "none", busybox_image, "sleep", "300")
+        docker(sock, "pause", "held")
+        docker(sock, "run", "--name", "done", "--network", "none", busybox_image, "true")
+        code, _, body = request(sock, "GET", "/v1.41/info")
+        assert code == 200
+        served = json.loads(body)
+        cli = subprocess.run([sys.executable, "-m", "reconciler", "info", "-o", "json", *engine_args(host)], cwd=REPO,
+                             capture_output=True, text=True, check=True, timeout=60)
+        assert json.loads(cli.stdout) == served
+        assert [served[k] for k in ("Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped",
+                                    "Images")] == [3, 1, 1, 1, 1]
+        docker(sock, "unpause", "held")
+        docker(sock, "rm", "-f", "up", "held", "done")
+
+
 def _says(*argv: str) -> dict[str, str]:
     """`version` and `commit` as a program's `--version` prints them (`runc version 1.1.5`,
     `commit: ...`; tini: `tini version 0.19.0 - git.XXXX`)."""

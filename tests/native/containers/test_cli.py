@@ -177,6 +177,8 @@ PARSER = ("argparse",)
     (["ps", "-as"], HEAVY + LIFECYCLE + PARSER), (["ps", "-a", "--format", "{{.Size}}"], HEAVY + LIFECYCLE + PARSER),
     (["inspect", "done"], HEAVY + LIFECYCLE + PARSER), (["logs", "done"], HEAVY + LIFECYCLE + PARSER),
     (["images"], HEAVY + PARSER), (["volume", "ls"], HEAVY),
+    # the engine as docker info shows it: the rows ps and images read, the programs' versions
+    (["info"], HEAVY + LIFECYCLE), (["system", "info", "-f", "{{.Containers}}"], HEAVY + LIFECYCLE),
     (["--version"], (*HEAVY, *LIFECYCLE, *PARSER, "sqlite3")), (["version"], (*HEAVY, *PARSER, "sqlite3")),
     (["status"], (*HEAVY, *PARSER, "http.client", "email")),            # no agent: what the state DB says
     # a re-pull: one plain HEAD (no registry client, no TLS), nothing logged, no container code,

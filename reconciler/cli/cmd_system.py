@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
                        description="Images, containers, local volumes and build cache: how many, how many in use, "
                        "their size and what a prune could free, as docker system df.")
     options.add_engine_options(p, under=True)
-    engines.add_runtime_flag(p, "system", under=True)
+    engines.add_runtime_flag(p, "system df", under=True)
     output.add_output_flag(p)
     p.set_defaults(run=_df, no_logging=True)
     p = sub.add_parser("prune", help="remove unused data",
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
                        "(-a: every image no container uses; --volumes: anonymous volumes no container mounts), as "
                        "docker system prune; asks first unless -f.")
     options.add_engine_options(p, under=True)
-    engines.add_runtime_flag(p, "system", under=True)
+    engines.add_runtime_flag(p, "system prune", under=True)
     p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses, not only "
                    "dangling ones")
     p.add_argument("--volumes", action="store_true", help="remove anonymous volumes no container mounts")
@@ -77,7 +77,7 @@ def _df(args: argparse.Namespace) -> int:
     from reconciler import printing
     from reconciler.cli import engines, options, output
 
-    engines.check(args, "system")
+    engines.check(args, "system df")
     if not options.engine_exists(args):              # reads only: makes no engine
         rows = [_row(kind, 0, 0, 0, 0) for kind in ("Images", "Containers", "Local Volumes", "Build Cache")]
     else:
@@ -121,7 +121,7 @@ def _prune(args: argparse.Namespace) -> int:
     from reconciler.cli import engines
     from reconciler.runtime import errors
 
-    engines.check(args, "system")
+    engines.check(args, "system prune")
     filters = filters_of(args.filter)
     if args.volumes and "until" in filters:
         raise errors.InvalidArgument('the "until" filter is not supported with "--volumes"',

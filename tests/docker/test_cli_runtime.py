@@ -177,6 +177,7 @@ def test_images_and_pull_on_docker(tmp_path: Path, docker_image: PulledImage) ->
     (("inspect", "--runtime", "docker", "web"), "docker inspect"),
     (("exec", "--runtime", "docker", "-t", "web", "true"), "docker exec -it"),
     (("system", "--runtime", "docker", "df"), "docker system df"),
+    (("system", "prune", "--runtime", "fake", "-f"), "keeps nothing on disk"),
     (("container", "prune", "--runtime", "docker", "-f"), "docker container prune"),
     (("top", "--runtime", "fake", "web"), "runs no process"),
 ])

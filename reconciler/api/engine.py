@@ -2064,7 +2064,8 @@ class EngineApi:
                     target=q.get("target") or None, tags=tuple(t for t in multi.get("t", []) if t),
                     no_cache=_flag(q, "nocache"), pull=_flag(q, "pull"),
                     network="host" if q.get("networkmode") == "host" else "none",
-                    rm=_flag(q, "rm", default=True), force_rm=_flag(q, "forcerm"),     # dockerd's defaults
+                    rm=_flag(q, "rm", default=builder.BuildOptions.rm),      # dockerd's defaults
+                    force_rm=_flag(q, "forcerm", default=builder.BuildOptions.force_rm),
                     progress=None if quiet else lambda line: out.put({"stream": line + "\n"}),
                     stored=None if quiet else lambda image_id: out.put({"aux": {"ID": image_id}}))
                 if quiet:

@@ -1,10 +1,13 @@
-"""`reconcile build -t NAME[:TAG] [-f FILE|-] [--build-arg K=V] [--secret ...] [--target T] CONTEXT|-`,
+"""`reconcile build -t NAME[:TAG] [-f FILE|-] [--build-arg K=V] [--secret ...] [--target T]
+[--rm[=false]] [--force-rm] CONTEXT|-`,
 `reconcile build --check [--check-error] [-f FILE] CONTEXT`.
 
 Builds a Dockerfile on the native engine into its image store, printing Docker-style step
 progress ("Step 2/6 : RUN ...", " ---> Using cache", the RUN output, the id of the image each
 step left). Exit code 1 when a step fails; the error names the step and shows a failing RUN's
-last output lines. `--check` only parses and lints (build/lint.py), for CI.
+last output lines. A step's container is removed as `docker build`'s (--rm, --force-rm:
+builder.BuildOptions): a failed RUN's stays, in `reconcile ps -a`, unless --force-rm.
+`--check` only parses and lints (build/lint.py), for CI.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ SPEC = fastpath.Spec((
                 "no file in a new layer is newer; HTTP_PROXY, HTTPS_PROXY, FTP_PROXY, NO_PROXY and ALL_PROXY (any "
                 "case) reach every RUN step without an ARG, in both cases, and stay out of the image, its history "
                 "and the cache"}),
-), defaults={"target": None, "network": "none", "secret": [], "ssh": [], "allow": []})
+), defaults={"target": None, "network": "none", "secret": [], "ssh": [], "allow": [],
+              "rm": True, "force_rm": False})       # builder.BuildOptions' (dockerd's): a test holds them equal
 
 
 def register(subparsers: Any) -> None:
@@ -74,6 +78,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow", action="append", default=[], choices=("security.insecure",),
                         help="security.insecure: let RUN --security=insecure run its step with every "
                              "capability (refused without it)")
+    from reconciler.cli import parsing
+
+    parsing.add_go_bool_flag(parser, "--rm", default=bool(SPEC.defaults["rm"]),
+                             help="remove each step's container once its step succeeded (a failed RUN's stays, "
+                                  "for `reconcile logs`, `commit` or `rm`)")
+    parsing.add_go_bool_flag(parser, "--force-rm", default=bool(SPEC.defaults["force_rm"]),
+                             help="remove each step's container, a failed RUN's too")
     parser.set_defaults(run=run, no_logging=True)   # progress is printed; structlog not needed
 
 
@@ -268,7 +279,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         context=os.path.abspath(args.context), dockerfile=dockerfile, build_args=build_args,
         target=args.target, tags=tuple(args.tag), network=args.network, no_cache=args.no_cache, pull=args.pull,
         secrets=parse_secrets(args.secret), ssh=parse_ssh(args.ssh),
-        allow_insecure="security.insecure" in args.allow,
+        allow_insecure="security.insecure" in args.allow, rm=args.rm, force_rm=args.force_rm,
     )
 
 

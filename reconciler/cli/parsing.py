@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Parser", "go_bool", "intermixed"]
+__all__ = ["Parser", "add_go_bool_flag", "go_bool", "intermixed"]
 
 _width: int | None = None
 
@@ -105,11 +105,35 @@ def intermixed(parser: argparse.ArgumentParser) -> None:
         parser.intermixed = True
 
 
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def add_go_bool_flag(parser: argparse.ArgumentParser, option: str, *, default: bool, help: str) -> None:
+    """A docker boolean flag: `--rm` alone is true, `--rm=false` (any of Go's ParseBool words
+    after the =) sets it, and the next word is never its value (`build --rm .`: `.` is the
+    context). Each `OPTION=WORD` is an option string of its own (argparse matches it whole
+    before it splits at =), hidden from the help."""
+    dest = option.lstrip("-").replace("-", "_")
+
+    class _Set(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            word = (option_string or "").partition("=")[2]
+            setattr(namespace, dest, word in _GO_TRUE if word else True)
+
+    parser.add_argument(option, action=_Set, nargs=0, dest=dest, default=default, metavar="true|false",
+                        help=f"{help} (--{dest.replace('_', '-')}=false to turn it off; default {str(default).lower()})"
+                        if default else help)
+    parser.add_argument(*(f"{option}={w}" for w in _GO_TRUE + _GO_FALSE), action=_Set, nargs=0, dest=dest,
+                        default=default, help=argparse.SUPPRESS)
+
+
 def go_bool(value: str) -> bool:
     """A docker flag's boolean value (`-H=false`, `--sig-proxy true`), as Go's strconv.ParseBool
     reads it: 1 t T TRUE true True, 0 f F FALSE false False; an argparse `type=`."""
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
+    if value in _GO_TRUE:
         return True
-    if value in ("0", "f", "F", "FALSE", "false", "False"):
+    if value in _GO_FALSE:
         return False
     raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: true or false")

@@ -279,9 +279,10 @@ def test_failing_run_names_the_step_and_shows_its_output(engine: Engine, context
     assert "non-zero code: 7" in msg
     assert "to-stdout" in msg
     assert "to-stderr" in msg
-    # the step before was cached, nothing is left running
+    # the step before was cached, nothing is left running: the failed step's container is kept
+    # exited (dockerd's rm without forcerm), the others removed
     assert engine.build(context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN echo before\n"})).cached == 1
-    assert engine.manager.records() == []
+    assert [(r.status, r.exit_code) for r in engine.manager.records()] == [("exited", 7)]
 
 
 def test_run_network_is_none_by_default(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:

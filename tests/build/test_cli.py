@@ -283,3 +283,56 @@ def test_an_image_without_a_time_is_shown_as_dockerd_shows_one(
         ["0001-01-01T00:00:00Z"] * 2
     for ref in ("localhost/undated:1", busybox_image):
         assert json.loads("\n".join(image("inspect", ref)))[0]["Created"] == "0001-01-01T00:00:00Z", ref
+
+
+def test_a_failed_run_keeps_its_container_unless_force_rm(engine: Engine, context_dir: Callable[..., Path],
+                                                          busybox_image: str) -> None:
+    """`reconcile build` removes step containers as `docker build` does (--rm, default true;
+    --force-rm, default false): a failed RUN's container stays, exited with the step's code, in
+    `ps -a` as dockerd lists it (the image the step ran on, its command); --force-rm removes it,
+    --rm=false keeps a step's that succeeded too."""
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nENV A=1\nRUN echo boom; exit 3\n"})
+    res = cli(engine, "build", str(ctx))
+    assert res.returncode == 1, res.stderr
+    assert "non-zero code: 3" in res.stderr
+    (line,) = [x for x in res.stdout.splitlines() if x.startswith(" ---> Running in ")][-1:]
+    cid = line.removeprefix(" ---> Running in ")
+    assert f"Removing intermediate container {cid}" not in res.stdout
+    (rec,) = engine.manager.records()
+    assert (rec.id[:12], rec.status, rec.exit_code) == (cid, "exited", 3)
+    ps = cli(engine, "ps", "-a", "--format", "{{.ID}}|{{.Image}}|{{.Command}}|{{.Status}}")
+    assert ps.returncode == 0, ps.stderr
+    ran_on = res.stdout.splitlines()[res.stdout.splitlines().index(line) - 2].removeprefix(" ---> ")  # ENV's image
+    (row,) = ps.stdout.splitlines()
+    shown, image, command, status = row.split("|")
+    assert (shown, image, command) == (cid, ran_on, "\"/bin/sh -c 'echo bo…\""), row     # dockerd's row
+    assert status.startswith("Exited (3) "), row
+    engine.manager.remove(rec.id, force=True)
+
+    for flags in (("--force-rm",), ("--rm=false", "--force-rm=true")):
+        forced = cli(engine, "build", *flags, str(ctx))
+        assert forced.returncode == 1, forced.stderr
+        assert "non-zero code: 3" in forced.stderr
+        assert f"Removing intermediate container {forced.stdout.split()[-1]}" in forced.stdout
+        assert engine.manager.records() == []
+
+    ok = context_dir({"Dockerfile": f"FROM {busybox_image}\nENV B=1\nRUN true\n"})
+    kept = cli(engine, "build", "--rm=false", str(ok))
+    assert kept.returncode == 0, kept.stderr
+    assert "Removing intermediate container" not in kept.stdout
+    assert sorted(r.status for r in engine.manager.records()) == ["created", "exited"]
+
+
+def test_the_rm_defaults_are_the_builders() -> None:
+    """`reconcile build`'s --rm/--force-rm defaults (its fast path's too) are BuildOptions'
+    (dockerd's), the one home the Engine API's POST /build reads too; `--rm .` takes no value."""
+    from reconciler.cli import cmd_build, main
+    from reconciler.runtime.native.build import builder
+
+    assert (cmd_build.SPEC.defaults["rm"], cmd_build.SPEC.defaults["force_rm"]) == (
+        builder.BuildOptions.rm, builder.BuildOptions.force_rm) == (True, False)
+    parser = main.build_parser()
+    for argv, want in ((["."], (True, False)), (["--rm", "."], (True, False)), (["--rm=false", "."], (False, False)),
+                       (["--force-rm", "."], (True, True)), (["--force-rm=0", "--rm=False", "."], (False, False))):
+        ns = parser.parse_args(["build", *argv])
+        assert (ns.rm, ns.force_rm, ns.context) == (*want, "."), argv

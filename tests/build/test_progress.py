@@ -121,11 +121,11 @@ def test_a_from_with_source_date_epoch_leaves_a_new_image(engine: Engine, contex
 def test_a_run_names_the_container_that_ran_it(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
     """The container's id is the one the step ran in: its host name (network none: the id's 12
     first hex digits, as dockerd's build containers have); it is removed, also when the step
-    fails (dockerd's --force-rm)."""
+    fails with force_rm (dockerd's --force-rm)."""
     engine.store.pull(busybox_image)
     ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nRUN hostname\nRUN hostname && exit 3\n"})
     with pytest.raises(builder.RunFailed):
-        engine.build(ctx)
+        engine.build(ctx, force_rm=True)
     (_, first), (_, second), (_, failed) = steps(engine.lines)
     assert first == [f" ---> {engine.store.image_id(busybox_image)[7:19]}"]
     cid = re.fullmatch(r" ---> Running in ([0-9a-f]{12})", second[0])

@@ -312,18 +312,20 @@ class NativeRuntime:
 
     def build_context(self, context: str, *, dockerfile: str = "Dockerfile", build_args: Mapping[str, str] | None = None,
                       target: str | None = None, tags: tuple[str, ...] = (), no_cache: bool = False,
-                      pull: bool = False, network: str = "none", rm: bool = True, force_rm: bool = True,
+                      pull: bool = False, network: str = "none", rm: bool | None = None,
+                      force_rm: bool | None = None,
                       progress: Callable[[str], None] | None = None,
                       stored: Callable[[str], None] | None = None) -> str:
         """Build the Dockerfile of the directory `context` with the native builder (Docker's
         progress lines to `progress`, the image id to `stored` before `Successfully built`:
-        Builder.build; `rm`/`force_rm`: which step containers are removed, BuildOptions.rm); the
-        image id."""
+        Builder.build; `rm`/`force_rm`: which step containers are removed, None for dockerd's
+        defaults: BuildOptions.rm); the image id."""
         from reconciler.runtime.native.build import builder
 
         opts = builder.BuildOptions(context=context, dockerfile=dockerfile, build_args=dict(build_args or {}),
                                     target=target, tags=tags, network=network, no_cache=no_cache, pull=pull,
-                                    rm=rm, force_rm=force_rm)
+                                    rm=builder.BuildOptions.rm if rm is None else rm,
+                                    force_rm=builder.BuildOptions.force_rm if force_rm is None else force_rm)
         result = builder.Builder(self._store_images.store, self.containers).build(opts, progress, stored=stored)
         for tag in result.tags:
             self.containers.journal.record("image", "tag", result.image_id, {"name": tag})

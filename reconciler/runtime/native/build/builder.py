@@ -116,19 +116,22 @@ class BuildOptions:
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)   # RUN --mount=type=secret, by id
     ssh: Mapping[str, str] = field(default_factory=dict)    # RUN --mount=type=ssh: agent socket path, by id
     allow_insecure: bool = False                    # RUN --security=insecure may run (all capabilities)
-    # dockerd's rm and forcerm: a step's container is removed when the step succeeded and `rm`,
-    # or whatever happened with `force_rm`; else kept (`_Run.done_with`). `reconcile build`
-    # removes every one (force_rm); the Engine API's POST /build takes dockerd's defaults
+    # dockerd's rm and forcerm, and their defaults (the one home of both: `reconcile build
+    # --rm/--force-rm` and the Engine API's POST /build take them): a step's container is
+    # removed when the step succeeded and `rm`, or whatever happened with `force_rm`; else kept
+    # (`run_container`, `meta_step`): a failed RUN's container stays, as `docker build`'s does
     rm: bool = True
-    force_rm: bool = True
+    force_rm: bool = False
 
 
 # BuildOptions' fields a client may send the agent (`POST /v1/build`, #21), by their JSON
 # type: never secrets or ssh (a build that has them runs in the CLI: they stay in its process)
 _SENT: dict[str, tuple[type, ...]] = {
     "context": (str,), "dockerfile": (str,), "build_args": (dict,), "target": (str, type(None)), "tags": (list,),
-    "network": (str,), "no_cache": (bool,), "pull": (bool,), "allow_insecure": (bool,),
+    "network": (str,), "no_cache": (bool,), "pull": (bool,), "allow_insecure": (bool,), "rm": (bool,),
+    "force_rm": (bool,),
 }
+# (an agent older than rm and force_rm refuses them, 400: the CLI then builds itself)
 
 
 def options_from_json(doc: Mapping[str, Any]) -> BuildOptions:
@@ -1142,11 +1145,12 @@ class _Run:
         rec = self.step_container(s, argv, args, network, mnts, cap_add=cap_add)
         self.say(f" ---> Running in {rec.id[:12]}")     # dockerd's words for the step's container
         self.printed = True
-        ok = False
+        ok = exited = False
         try:
             mgr.start(rec.id)
             output = self.output(rec.id)          # streamed while the step runs
             code = mgr.wait(rec.id)
+            exited = True
             if code != 0:
                 tail = list(output)
                 shown = "\n".join(tail) if tail else "(no output)"
@@ -1160,9 +1164,11 @@ class _Run:
             return layer
         finally:
             # dockerd's rule (its dispatch's deferred RemoveAll): removed with force_rm, or with
-            # rm when the step succeeded; else kept. One a killed build left is removed by the
-            # next build (_remove_orphan_steps)
-            if self.opts.force_rm or (self.opts.rm and ok):
+            # rm when the step succeeded; else kept. A step stopped before its command exited (a
+            # build cancelled, SIGTERM) is removed whatever rm says, as dockerd removes the one
+            # of a cancelled build. One a killed build left is removed by the next build
+            # (_remove_orphan_steps)
+            if self.opts.force_rm or (self.opts.rm and ok) or not exited:
                 try:
                     mgr.remove(rec.id, force=True)
                 except (rterrors.RuntimeBackendError, OSError) as exc:
@@ -1186,7 +1192,7 @@ class _Run:
         from reconciler.runtime import base
 
         cfg = base.ContainerConfig(
-            name=f"build-{secrets.token_hex(6)}", image="build", command=(), args=tuple(argv),     # Cmd, as dockerd's
+            name=f"build-{secrets.token_hex(6)}", image=self.state_id(s), command=(), args=tuple(argv),   # Cmd, as dockerd's
             env=dict(args), user=rc.get("User") or None, workdir=rc.get("WorkingDir") or None,
             networks=(network,), labels={_STEP_LABEL: "true", _PROCESS_LABEL: _this_process()}, mounts=tuple(mnts),
             cap_add=cap_add,

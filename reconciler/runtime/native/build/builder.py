@@ -51,6 +51,7 @@ from reconciler.runtime.native import openat2
 from reconciler.runtime.native.build import (
     context,
     dockerfile,
+    history,
     instructions,
     rebuilds,
     remote,
@@ -73,6 +74,10 @@ CREATE TABLE IF NOT EXISTS build_cache (
     layer TEXT NOT NULL,         -- JSON LayerRecord of the layer the step made
     created TEXT NOT NULL,
     used_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS build_sources (
+    key TEXT PRIMARY KEY,        -- a COPY/ADD step's cache key: what dockerd names its sources in its history
+    text TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS build_steps (
     key TEXT PRIMARY KEY,        -- a metadata step made before: its parent's image and the image it left
@@ -473,6 +478,19 @@ class Builder:
         written with the others' at the build's end (`cache_used`)."""
         return self.db.connect().execute("SELECT 1 FROM build_steps WHERE key = ?", (key,)).fetchone() is not None
 
+    def source_text(self, key: str, make: Callable[[], str]) -> str:
+        """The history's name of the sources of the COPY/ADD step `key` (`history`,
+        context.classic_source_hash): kept with the step's cache row, so a cached step reads
+        no file for it; `make` when a build made the step before it was kept."""
+        row = self.db.connect().execute("SELECT text FROM build_sources WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return str(row["text"])
+        text = make()
+        with self.db.tx() as c:
+            c.execute("INSERT INTO build_sources(key, text) VALUES (?,?) ON CONFLICT(key) DO UPDATE"
+                      " SET text=excluded.text", (key, text))
+        return text
+
     def step_put(self, key: str) -> None:
         with self.db.tx() as c:
             c.execute("INSERT INTO build_steps(key, used_at) VALUES (?,?) ON CONFLICT(key) DO UPDATE"
@@ -534,6 +552,7 @@ class _Run:
         self.epoch = _source_date_epoch(opts.build_args)
         self.stored: Callable[[str], None] | None = None     # told the image id (Builder.build)
         self.printed = False            # the step in progress printed its cache or container lines
+        self.nop_argv: list[str] = []   # the Cmd of the container dockerd commits the last metadata step through
 
     # ---------------------------------------------------------------- helpers
 
@@ -631,8 +650,7 @@ class _Run:
             self.say(f" ---> Running in {cid[:12]}")
             self.say(f"Removing intermediate container {cid[:12]}")
         else:
-            argv = [*(s.run_config.get("Shell") or DEFAULT_SHELL), "#(nop) ", _one_line(ins)]
-            rec = self.step_container(s, argv, {}, "none", (), started=False)
+            rec = self.step_container(s, self.nop_argv, {}, "none", (), started=False)
             self.say(f" ---> Running in {rec.id[:12]}")
             self.keep(rec.id)
         self.b.step_put(key)
@@ -724,8 +742,34 @@ class _Run:
             entry["empty_layer"] = True
         s.config.setdefault("history", []).append(entry)
 
-    def nop(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        self.history(s, f"/bin/sh -c #(nop)  {_one_line(ins)}", empty=True)
+    def nop(self, s: _Stage, ins: dockerfile.Instruction, comment: str | None = None) -> None:
+        """A metadata step's history entry (history.py: dockerd's text, `comment` or the one
+        of the step's kind), and the Cmd dockerd gives the container it commits it through."""
+        shell = list(s.run_config.get("Shell") or DEFAULT_SHELL)
+        if ins.cmd == "WORKDIR":
+            self.nop_argv = [*shell, "#(nop) WORKDIR " + s.run_config["WorkingDir"]]
+            self.history(s, history.workdir(shell, s.run_config["WorkingDir"]), empty=True)
+            return
+        comment = self.comment(s, ins) if comment is None else comment
+        self.nop_argv = [*shell, "#(nop) ", comment]
+        self.history(s, history.nop(shell, comment), empty=True)
+
+    @staticmethod
+    def comment(s: _Stage, ins: dockerfile.Instruction) -> str:
+        """A metadata step's comment from the config it left, as dockerd writes it."""
+        rc = s.run_config
+        match ins.cmd:
+            case "USER" | "STOPSIGNAL":
+                return f"{ins.cmd} {rc['User' if ins.cmd == 'USER' else 'StopSignal']}"
+            case "SHELL":
+                return f"SHELL [{' '.join(rc['Shell'])}]"
+            case "CMD" | "ENTRYPOINT":
+                return f"{ins.cmd} {history.go_strings(rc.get('Cmd' if ins.cmd == 'CMD' else 'Entrypoint') or [])}"
+            case "HEALTHCHECK":
+                return history.healthcheck(rc["Healthcheck"])
+            case "ONBUILD" | "MAINTAINER":
+                return f"{ins.cmd} {ins.args}"
+        return _one_line(ins)
 
     def pairs(self, s: _Stage, ins: dockerfile.Instruction) -> list[tuple[str, str]]:
         """ENV's and LABEL's NAME=VALUE words, split as written and then each side expanded
@@ -748,21 +792,23 @@ class _Run:
 
     def do_env(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         env = list(s.run_config.get("Env") or [])
-        for k, v in self.pairs(s, ins):
+        pairs = self.pairs(s, ins)
+        for k, v in pairs:
             keys = [e.partition("=")[0] for e in env]
             if k in keys:
                 env[keys.index(k)] = f"{k}={v}"     # in place, as Docker does
             else:
                 env.append(f"{k}={v}")
             s.run_config["Env"] = env
-        self.nop(s, ins)
+        self.nop(s, ins, " ".join(["ENV", *(f"{k}={v}" for k, v in pairs)]))
 
     def do_label(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         labels = dict(s.run_config.get("Labels") or {})
-        for k, v in self.pairs(s, ins):
+        pairs = self.pairs(s, ins)
+        for k, v in pairs:
             labels[k] = v
         s.run_config["Labels"] = labels
-        self.nop(s, ins)
+        self.nop(s, ins, " ".join(["LABEL", *(f"{k}={v}" for k, v in pairs)]))
 
     def do_onbuild(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         """Store the trigger as written (heredoc bodies after it); builds FROM this image run it."""
@@ -775,7 +821,8 @@ class _Run:
         self.nop(s, ins)
 
     def do_arg(self, s: _Stage, ins: dockerfile.Instruction) -> None:
-        for word in self.words(s, ins.args):
+        words = self.words(s, ins.args)
+        for word in words:
             name, eq, default = word.partition("=")
             if name in self.opts.build_args:
                 s.args[name] = self.opts.build_args[name]
@@ -783,7 +830,7 @@ class _Run:
                 s.args[name] = default
             elif name in self.meta:
                 s.args[name] = self.meta[name]
-        self.nop(s, ins)
+        self.nop(s, ins, " ".join(["ARG", *words]))
 
     def do_workdir(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         path = self.subst(s, ins.args.strip())
@@ -804,7 +851,8 @@ class _Run:
         user = s.run_config.get("User") or ""
         # (the owner in the key: such a step once made root's directories whatever USER said)
         key = _sha(json.dumps({"parent": s.state_key(), "workdir": path, **({"owner": user} if user else {})}))
-        if self.hit(s, ins, key):
+        by = history.workdir(s.run_config.get("Shell") or DEFAULT_SHELL, path)
+        if self.hit(s, ins, key, by):
             return
 
         def change(root_fd: int, merged: Path) -> None:
@@ -815,7 +863,7 @@ class _Run:
         if rec is None:
             self.nop(s, ins)
             return
-        self.add_layer(s, ins, rec, key)
+        self.add_layer(s, rec, key, by)
 
     def do_user(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         user = self.subst(s, ins.args.strip())
@@ -826,7 +874,8 @@ class _Run:
 
     def do_expose(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         ports = dict(s.run_config.get("ExposedPorts") or {})
-        for w in self.words(s, ins.args):
+        words = self.words(s, ins.args)
+        for w in words:
             port, _, proto = w.partition("/")
             proto = (proto or "tcp").lower()
             if proto not in ("tcp", "udp", "sctp"):
@@ -837,18 +886,19 @@ class _Run:
             for p in range(int(lo), int(hi or lo) + 1):
                 ports[f"{p}/{proto}"] = {}
         s.run_config["ExposedPorts"] = ports
-        self.nop(s, ins)
+        self.nop(s, ins, " ".join(["EXPOSE", *words]))
 
     def do_volume(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         vols = dict(s.run_config.get("Volumes") or {})
         items = list(ins.json_args) if ins.json_args is not None else self.words(s, ins.args)
+        if ins.json_args is not None:
+            items = [self.subst(s, v) for v in items]
         for v in items:
-            v = self.subst(s, v) if ins.json_args is not None else v
             if not v.startswith("/") or ".." in v.split("/"):
                 raise self.err(ins, f"VOLUME {v!r}: give an absolute path without '..'")
             vols[v] = {}                    # as written, a trailing / too (BuildKit's dispatchVolume)
         s.run_config["Volumes"] = vols
-        self.nop(s, ins)
+        self.nop(s, ins, f"VOLUME [{' '.join(items)}]")
 
     def do_stopsignal(self, s: _Stage, ins: dockerfile.Instruction) -> None:
         sig = self.subst(s, ins.args.strip())
@@ -933,6 +983,7 @@ class _Run:
         # build args visible to the step (ENV wins over an ARG of the same name)
         env_keys = {e.partition("=")[0] for e in s.run_config.get("Env") or ()}
         args = {k: v for k, v in sorted(s.args.items()) if k not in env_keys}
+        seen = dict(args)           # what dockerd's history shows of them (`|N K=V`)
         workdir = s.run_config.get("WorkingDir") or "/"
         specs = _number_ssh([runmounts.parse(x, expand=lambda v: self.subst(s, v), workdir=workdir)
                              for x in ins.repeated.get("mount", ())])
@@ -949,7 +1000,8 @@ class _Run:
                                    "security": security,
                                    "heredocs": [[d.name, d.content, d.chomp] for d in ins.heredocs],
                                    "mounts": [k for k, _make in prepared]}))
-            if self.hit(s, ins, key):
+            by = history.run(argv, seen)
+            if self.hit(s, ins, key, by):
                 return
             mnts = [self.script_mount(script, stack)] if script else []
             mnts += [m for _key, make in prepared if (m := make(stack)) is not None]
@@ -957,7 +1009,7 @@ class _Run:
             env = {**args, **_proxy_env(self.opts.build_args)}
             rec = self.run_container(s, ins, argv, env, network, mnts, stubs=self.stubs(s, targets),
                                      cap_add=("ALL",) if security == "insecure" else ())
-        self.add_layer(s, ins, rec, key)
+        self.add_layer(s, rec, key, by)
 
     def stubs(self, s: _Stage, targets: list[str]) -> tuple[frozenset[str], runmounts.Before]:
         """What the step's layer leaves out for its mount targets (runmounts.stubs)."""
@@ -1105,7 +1157,7 @@ class _Run:
         """A step's cache key with SOURCE_DATE_EPOCH in it (its layer's times depend on it)."""
         return key if self.epoch is None else _sha(f"{key} epoch={self.epoch}")
 
-    def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str) -> bool:
+    def hit(self, s: _Stage, ins: dockerfile.Instruction, key: str, by: str) -> bool:
         if self.opts.no_cache:
             return False
         keyed = self.keyed(key)
@@ -1122,19 +1174,15 @@ class _Run:
         self.cached += 1
         self.used.append((keyed, row, created))
         s.created, s.dated = max(s.created, created), True
-        self.append(s, ins, rec)
+        self.append(s, rec, by)
         return True
 
-    def append(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord) -> None:
+    def append(self, s: _Stage, rec: images.LayerRecord, by: str) -> None:
+        """The layer a step made, and its history entry (`by`: history.py's text)."""
         s.layers.append(rec)
         rootfs = s.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         rootfs["type"] = "layers"
         rootfs["diff_ids"] = [x.diff_id for x in s.layers]
-        by = _one_line(ins)
-        if ins.cmd == "RUN":
-            by = "/bin/sh -c " + (json.dumps(list(ins.json_args)) if ins.json_args is not None else ins.args)
-        else:
-            by = "/bin/sh -c #(nop) " + by
         self.history(s, by, empty=False)
 
     def run_container(self, s: _Stage, ins: dockerfile.Instruction, argv: list[str],
@@ -1229,12 +1277,12 @@ class _Run:
         return layer_from_upper(self.b.store, upper, s.layers, self.b.work / "tmp", skip=skip, prune=prune,
                                 epoch=self.epoch)
 
-    def add_layer(self, s: _Stage, ins: dockerfile.Instruction, rec: images.LayerRecord, key: str) -> None:
+    def add_layer(self, s: _Stage, rec: images.LayerRecord, key: str, by: str) -> None:
         self.indexable = False          # a step ran: not an unchanged rebuild
         s.created = _iso(self.epoch) if self.epoch is not None else max(s.created, _now())
         s.dated = True
         self.b.cache_put(self.keyed(key), rec, s.created)
-        self.append(s, ins, rec)
+        self.append(s, rec, by)
 
     # ---------------------------------------------------------------- COPY / ADD
 
@@ -1287,11 +1335,19 @@ class _Run:
             key = _sha(json.dumps({"parent": s.state_key(), "cmd": ins.cmd, "srcs": srcs + remotes, "dest": dest,
                                    "chown": chown, "chmod": chmod.spec if chmod else None, "from": from_id,
                                    "exclude": excludes, "inputs": inputs, "parents": parents, **primary}))
-            if self.hit(s, ins, key):
+
+            def named_sources() -> str:
+                return context.classic_source_hash([t for g in groups for t in context.classic_source_texts(g.ctx,
+                                                                                                           g.sources)])
+
+            named = self.b.source_text(self.keyed(key), named_sources)
+            by = " ".join([*(s.run_config.get("Shell") or DEFAULT_SHELL),
+                           history.copy_comment(ins.cmd, chown, named, self.subst(s, raw_dest))])
+            if self.hit(s, ins, key, by):
                 return
             opts = context.CopyOptions(None if from_id else 0, None if from_id else 0, chmod, exclude)
             rec = self.copy_layer(s, groups, dest, chown, opts)
-        self.add_layer(s, ins, rec, key)
+        self.add_layer(s, rec, key, by)
 
     def check_remote_flags(self, ins: dockerfile.Instruction, srcs: Sequence[str], remotes: Sequence[str]) -> None:
         """BuildKit's rules: URLs and git only for ADD; --checksum and --keep-git-dir only for them."""

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     # every build (#21: an unchanged rebuild)
     from reconciler.runtime.native.images import layers
 
-__all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "copy_parents", "copy_sources", "ensure_dir",
+__all__ = ["BuildContext", "Chmod", "CopyOptions", "IgnoreRules", "Source", "classic_source_hash", "classic_source_texts",
+           "copy_parents", "copy_sources", "ensure_dir",
            "hash_sources", "ignore_file_for", "is_archive", "is_dir_in", "load_digests", "save_digests", "unpack",
            "unpack_context"]
 
@@ -483,6 +484,127 @@ def hash_sources(ctx: BuildContext, sources: Sequence[Source], *, owners: bool,
                 h.update(f"node {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}\0".encode())
     ctx.hashes[memo] = h.hexdigest()
     return ctx.hashes[memo]
+
+
+# dockerd's classic builder names what a COPY/ADD copied in the image's history (`COPY
+# file:<hash> in /dst `): a source's tarsum (moby pkg/tarsum Version1: the sha256 of the tar
+# header's fields but mtime, then the content), "file:" + it for a file, "dir:" + the sha256 of
+# the sorted tarsums of the directory and everything below it joined by commas, and for
+# several sources "multi:" + the sha256 of their texts so joined, in order (moby
+# builder/dockerfile/copy.go). The tar header is the one dockerd read: for the build context,
+# the docker CLI's tar (owners 0:0, no names, the permission bits alone: `archive`); for
+# --from (and a URL or heredoc) the file as it is, as dockerd's lazy source reads it (its uid,
+# gid and their names on this host, the mode with its file type bits). A symlink is hashed as
+# the file it leads to, as dockerd follows it.
+_TARSUMS: dict[tuple[object, ...], str] = {}
+_TYPEFLAGS = {stat.S_IFREG: "0", stat.S_IFLNK: "2", stat.S_IFCHR: "3", stat.S_IFBLK: "4", stat.S_IFDIR: "5",
+              stat.S_IFIFO: "6"}
+
+
+def classic_source_hash(texts: Sequence[str]) -> str:
+    """What dockerd's classic builder writes in a COPY/ADD's history for sources whose
+    `classic_source_texts` are `texts` (in order)."""
+    return texts[0] if len(texts) == 1 else _hash_list("multi", texts)
+
+
+def classic_source_texts(ctx: BuildContext, sources: Sequence[Source]) -> list[str]:
+    """Each source's `file:<tarsum>` or `dir:<hash>`, as dockerd names it."""
+    texts = []
+    for src in sources:
+        at = _followed(ctx, src.at)
+        st = ctx.lstat(at) if at else os.fstat(ctx.fd)
+        if not stat.S_ISDIR(st.st_mode):
+            texts.append("file:" + _tarsum(ctx, at, st))
+            continue
+        sums = []
+        for rel, est in ctx.walk(Source(at, True)):
+            path = posixpath.join(at, rel) if rel else at
+            if not path:
+                continue                        # the root itself is not walked (a Walk's ".")
+            if stat.S_ISLNK(est.st_mode):
+                try:
+                    path = _followed(ctx, path)
+                    est = ctx.lstat(path)
+                except (ContextError, OSError):
+                    sums.append(path)         # dockerd's Hash answers the path of what it cannot find
+                    continue
+            sums.append(_tarsum(ctx, path, est))
+        texts.append(_hash_list("dir", sorted(sums)))
+    return texts
+
+
+def _hash_list(prefix: str, items: Sequence[str]) -> str:
+    return prefix + ":" + hashlib.sha256(",".join(items).encode()).hexdigest()
+
+
+def _followed(ctx: BuildContext, rel: str) -> str:
+    """`rel` with its symlinks followed inside the root (the path dockerd hashes)."""
+    if not rel:
+        return rel
+    fd = ctx.open(rel, os.O_PATH)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    root = os.readlink(f"/proc/self/fd/{ctx.fd}")
+    return "" if real == root else posixpath.relpath(real, root)
+
+
+def _tarsum(ctx: BuildContext, rel: str, st: os.stat_result) -> str:
+    """moby's tarsum (Version1) of the entry `rel` (lstat `st`) as dockerd reads it."""
+    kind = stat.S_IFMT(st.st_mode)
+    lazy = ctx.in_root
+    key = (lazy, rel, st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+           st.st_ctime_ns)
+    known = _TARSUMS.get(key)
+    if known is not None:
+        return known
+    name = rel + "/" if kind == stat.S_IFDIR else rel
+    device = kind in (stat.S_IFCHR, stat.S_IFBLK)
+    fields = [
+        ("name", name), ("mode", str(st.st_mode if lazy else stat.S_IMODE(st.st_mode))),
+        ("uid", str(st.st_uid if lazy else 0)), ("gid", str(st.st_gid if lazy else 0)),
+        ("size", str(st.st_size if kind == stat.S_IFREG else 0)), ("typeflag", _TYPEFLAGS.get(kind, "0")),
+        ("linkname", ctx.readlink(rel) if kind == stat.S_IFLNK else ""),
+        ("uname", _user_name(st.st_uid) if lazy else ""), ("gname", _group_name(st.st_gid) if lazy else ""),
+        ("devmajor", str(os.major(st.st_rdev) if device else 0)),
+        ("devminor", str(os.minor(st.st_rdev) if device else 0)),
+    ]
+    h = hashlib.sha256()
+    for k, v in fields:
+        h.update(k.encode() + os.fsencode(v))
+    if kind == stat.S_IFREG:
+        fd = ctx.open(rel, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            for xname, value in _read_xattrs(fd):
+                if xname == "security.capability":          # the one xattr dockerd's tar header has
+                    h.update(xname.encode() + value)
+            while chunk := os.read(fd, 1 << 20):
+                h.update(chunk)
+        finally:
+            os.close(fd)
+    if len(_TARSUMS) >= _DIGESTS_MAX:
+        _TARSUMS.clear()
+    _TARSUMS[key] = h.hexdigest()
+    return _TARSUMS[key]
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
 
 
 # ------------------------------------------------------------------------------ copying

@@ -42,8 +42,9 @@ __all__ = ["KEEP", "LINES", "MAX_ENTRIES", "key", "lookup", "record"]
 MAX_ENTRIES = 4096      # context entries walked for a key; a larger context gets no index entry
 KEEP = 64               # index entries kept, the newest
 # the lines an entry holds are those of this version of the progress: an entry without it (an
-# earlier version's, whose metadata steps printed no `Running in` or `Using cache`) is not used
-LINES = 2
+# earlier version's, whose metadata steps printed no `Running in` or `Using cache`, or whose
+# image had the history texts before history.py's, another id) is not used
+LINES = 3
 
 
 def key(options: Mapping[str, Any]) -> str | None:

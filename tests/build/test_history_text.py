@@ -127,3 +127,14 @@ def test_go_formats() -> None:
                                 "StartPeriod": 3600 * 10**9, "Retries": 65}) == \
         """HEALTHCHECK &{["CMD" "true"] "1m30s" "1.5s" "1h0m0s" 'A'}"""
     assert history.run(["/bin/sh", "-c", "echo"], {"B": "2", "A": "1"}) == "|2 A=1 B=2 /bin/sh -c echo"
+
+
+def test_a_kept_step_container_has_dockerds_command(engine: Engine, context_dir: Ctx, busybox_image: str) -> None:
+    """rm=false keeps each metadata step's container (WORKDIR's too, one that made a
+    directory) with the Cmd dockerd commits the step through: its history text's words."""
+    engine.store.pull(busybox_image)
+    ctx = context_dir({"Dockerfile": f"FROM {busybox_image}\nENV A=1\nWORKDIR /made\nCMD echo hi\n"})
+    engine.build(ctx, rm=False)
+    args = sorted(r.config.args for r in engine.manager.records())
+    assert args == sorted([("/bin/sh", "-c", "#(nop) ", "ENV A=1"), ("/bin/sh", "-c", "#(nop) WORKDIR /made"),
+                           ("/bin/sh", "-c", "#(nop) ", 'CMD ["/bin/sh" "-c" "echo hi"]')]), args

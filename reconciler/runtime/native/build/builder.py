@@ -629,6 +629,7 @@ class _Run:
         container ID`, or ` ---> Using cache` when it made that step's image before (`meta_step`)."""
         parent = self.state_id(s)
         self.printed = False
+        self.nop_argv = []
         self.dispatch(s, ins)
         if ins.cmd not in ("RUN", "COPY", "ADD") and not self.printed:
             self.meta_step(s, ins, parent)
@@ -650,7 +651,8 @@ class _Run:
             self.say(f" ---> Running in {cid[:12]}")
             self.say(f"Removing intermediate container {cid[:12]}")
         else:
-            rec = self.step_container(s, self.nop_argv, {}, "none", (), started=False)
+            argv = self.nop_argv or [*(s.run_config.get("Shell") or DEFAULT_SHELL), "#(nop) ", _one_line(ins)]
+            rec = self.step_container(s, argv, {}, "none", (), started=False)
             self.say(f" ---> Running in {rec.id[:12]}")
             self.keep(rec.id)
         self.b.step_put(key)
@@ -839,6 +841,8 @@ class _Run:
         cur = s.run_config.get("WorkingDir") or "/"
         # Docker keeps an absolute path as written (a trailing / too); a relative one is joined
         s.run_config["WorkingDir"] = path if path.startswith("/") else posixpath.normpath(posixpath.join(cur, path))
+        # dockerd's Cmd for the step, which a kept container of it shows (`meta_step`), a layer made or not
+        self.nop_argv = [*(s.run_config.get("Shell") or DEFAULT_SHELL), "#(nop) WORKDIR " + s.run_config["WorkingDir"]]
         if self.metadata_only or s.run_config["WorkingDir"] == "/":
             self.nop(s, ins)
             return

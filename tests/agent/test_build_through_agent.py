@@ -50,7 +50,8 @@ def outputs(a: AgentProc, ctx: Path) -> list[tuple[int, str, str]]:
                 ("build", "-f", str(ctx / "Broken"), str(ctx)),
                 ("build", "-t", "BAD::", str(ctx)),
                 ("build", str(ctx / "nope")),
-                ("build", "-f", str(ctx / "nope"), str(ctx))]
+                ("build", "-f", str(ctx / "nope"), str(ctx)),
+                ("build", "--force-rm", "-f", str(ctx / "Failing"), str(ctx))]
     done = [reconcile(a, *argv) for argv in commands]
     ran = re.compile(r"(?m)^( ---> Running in |Removing intermediate container )[0-9a-f]{12}$")
     return [(p.returncode, ran.sub(r"\1CONTAINER", p.stdout), p.stderr) for p in done]
@@ -95,6 +96,11 @@ def test_build_goes_through_the_agent_and_prints_what_it_prints_without_one(
     assert served[6] == (1, "", f"error: build context '{ctx / 'nope'}' is not a directory\n")
     assert served[7][0] == 1
     assert f"cannot read the Dockerfile {ctx / 'nope'}" in served[7][2]
+    # a failed RUN's container is kept (docker build's --rm), removed with --force-rm, which the
+    # agent is sent
+    assert "Removing intermediate container CONTAINER" not in served[3][1]
+    assert served[8][0] == 1
+    assert served[8][1].endswith("Removing intermediate container CONTAINER\n"), served[8][1]
 
     # a changed context file is built again (its COPY and what follows), by the agent
     (ctx / "app" / "main.sh").write_text("#!/bin/sh\necho changed\n")

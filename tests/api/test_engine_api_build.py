@@ -15,6 +15,7 @@ import pytest
 from tests.api.test_engine_api import docker
 from tests.api.test_engine_api import engine_api as engine_api  # the fixture
 from tests.api.test_engine_api import pytestmark as pytestmark  # root, registry, docker CLI
+from tests.build.test_corpus import docker_refs as docker_refs  # the fixture
 
 
 def _build(sock: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -238,3 +239,33 @@ def test_an_image_without_a_time_is_shown_as_dockerds(engine_api: str, busybox_i
     assert times.splitlines() == ["0001-01-01T00:00:00Z"] * 2
     assert docker(engine_api, "image", "inspect", "-f", "{{.Created}}", "local/undated").stdout.strip() == \
         "0001-01-01T00:00:00Z"
+
+
+@pytest.mark.docker
+def test_docker_build_through_the_api_has_dockerds_history(engine_api: str, busybox_image: str, tmp_path: Path,
+                                                           docker_refs: list[str]) -> None:
+    """`docker build` through the Engine API (the CLI's own tar of the context) and against
+    dockerd itself: `docker history --no-trunc` shows the same CREATED BY texts, the COPY
+    hashes of the context as the CLI sent it (an ignored file left out) included."""
+    from tests.build import test_corpus
+
+    test_corpus._docker_ready()
+    ctx = tmp_path / "ctx"
+    (ctx / "d").mkdir(parents=True)
+    (ctx / "f").write_text("hello\n")
+    (ctx / "d" / "a").write_text("a\n")
+    (ctx / "d" / "skip").write_text("ignored\n")
+    (ctx / ".dockerignore").write_text("d/skip\n")
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_image}\nARG B=2\nRUN echo $B > /b\nCOPY f /f\nCOPY d /d\n"
+                                    "COPY . /all/\nCMD [\"sh\"]\n")
+    docker_refs.append(busybox_image)
+    test_corpus.docker("pull", "-q", busybox_image)
+    tag = f"local/history{os.getpid()}:1"
+    docker_refs.append(tag)
+    theirs = test_corpus.build(docker_refs, "-t", tag, str(ctx))
+    assert theirs.returncode == 0, theirs.stderr
+    want = test_corpus.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", tag).stdout.splitlines()
+    built = _build(engine_api, "-t", tag, str(ctx))
+    assert built.returncode == 0, built.stdout + built.stderr
+    ours = docker(engine_api, "history", "--no-trunc", "--format", "{{.CreatedBy}}", tag).stdout.splitlines()
+    assert ours == want

@@ -24,8 +24,8 @@ Ctx = Callable[..., Path]
 
 # every kind of step, and the forms whose text differs: a RUN with build args (one shadowed by
 # an ENV, one declared without a value), exec-form RUN, a SHELL that later steps use, ENV and
-# LABEL quoted and expanded, COPY of a file, a directory (with a symlink and a setuid file
-# inside), several sources, --chown, --from a stage and an image path through a symlink, ADD
+# LABEL quoted and expanded, COPY of a file, a directory (with a symlink, a setuid file and a
+# second name of a file inside), several sources, --chown, --from a stage and an image path through a symlink, ADD
 # of a directory, WORKDIR relative and to a path already there, HEALTHCHECK's Go struct
 FILES = {"f": "hello\n", "d/a": "a\n", "d/sub/c": "c\n"}
 DOCKERFILE = """FROM {base} AS first
@@ -43,7 +43,7 @@ RUN echo $B $C
 RUN ["sh", "-c", "echo json"]
 COPY f /f
 COPY d /d
-COPY f d/a /multi/
+COPY f d/a d/hard /multi/
 COPY --chown=1:1 f /h
 COPY --from=first /s1 /s1
 COPY --from=first /etc/passwd /bin/sh /etc/
@@ -84,6 +84,7 @@ def test_the_history_is_dockerds(engine: Engine, context_dir: Ctx, busybox_image
     engine.store.pull(busybox_image)
     ctx = context_dir({"Dockerfile": DOCKERFILE.format(base=busybox_image), **FILES})
     os.symlink("a", ctx / "d" / "l")
+    os.link(ctx / "f", ctx / "d" / "hard")             # the CLI's tar: a link to f, its first name
     os.chmod(ctx / "d" / "a", 0o4755)
     tag = f"localhost/history{secrets.token_hex(3)}:1"
     docker_refs.append(tag)

@@ -163,6 +163,7 @@ class BuildContext:
         self.rules = IgnoreRules.read(self.fd, ignore_file_for(dockerfile)) if ignore else _NO_RULES
         self.in_root = not ignore       # a stage's rootfs: absolute symlinks resolve in it
         self.hashes: dict[tuple[object, ...], str] = {}   # hash_sources of this build, by its arguments
+        self.first_names: dict[tuple[int, int], str] | None = None  # a hard-linked file's first name (_first_name)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -561,11 +562,16 @@ def _tarsum(ctx: BuildContext, rel: str, st: os.stat_result) -> str:
         return known
     name = rel + "/" if kind == stat.S_IFDIR else rel
     device = kind in (stat.S_IFCHR, stat.S_IFBLK)
+    # the docker CLI's tar sends a file's second name as a hard link to its first, in its
+    # walk's order (names sorted, parents first): no size, no content
+    first = _first_name(ctx, st) if not lazy and kind == stat.S_IFREG and st.st_nlink > 1 else rel
+    if first and first != rel:
+        kind = -1
     fields = [
         ("name", name), ("mode", str(st.st_mode if lazy else stat.S_IMODE(st.st_mode))),
         ("uid", str(st.st_uid if lazy else 0)), ("gid", str(st.st_gid if lazy else 0)),
-        ("size", str(st.st_size if kind == stat.S_IFREG else 0)), ("typeflag", _TYPEFLAGS.get(kind, "0")),
-        ("linkname", ctx.readlink(rel) if kind == stat.S_IFLNK else ""),
+        ("size", str(st.st_size if kind == stat.S_IFREG else 0)), ("typeflag", _TYPEFLAGS.get(kind, "1")),
+        ("linkname", ctx.readlink(rel) if kind == stat.S_IFLNK else first if kind == -1 else ""),
         ("uname", _user_name(st.st_uid) if lazy else ""), ("gname", _group_name(st.st_gid) if lazy else ""),
         ("devmajor", str(os.major(st.st_rdev) if device else 0)),
         ("devminor", str(os.minor(st.st_rdev) if device else 0)),
@@ -587,6 +593,16 @@ def _tarsum(ctx: BuildContext, rel: str, st: os.stat_result) -> str:
         _TARSUMS.clear()
     _TARSUMS[key] = h.hexdigest()
     return _TARSUMS[key]
+
+
+def _first_name(ctx: BuildContext, st: os.stat_result) -> str:
+    """The first name, in the docker CLI's walk of the context, of the file `st` is of."""
+    if ctx.first_names is None:
+        ctx.first_names = {}
+        for rel, est in ctx.walk(Source("", True)):
+            if rel and stat.S_ISREG(est.st_mode) and est.st_nlink > 1:
+                ctx.first_names.setdefault((est.st_dev, est.st_ino), rel)
+    return ctx.first_names.get((st.st_dev, st.st_ino), "")
 
 
 def _user_name(uid: int) -> str:

@@ -183,7 +183,8 @@ def test_add_url_matches_docker(
     engine: Engine, context_dir: Ctx, busybox_image: str, served: tuple[str, Path], registry: RegistryServer,
     docker_refs: list[str],
 ) -> None:
-    """dockerd's own ADD of the same URL: the same file (mode, owner, content) and mtime."""
+    """dockerd's own ADD of the same URL: the same file (mode, owner, content) and mtime, and
+    the same history text."""
     test_corpus._docker_ready()
     base, www = served
     _publish(www, "file.txt", BODY)
@@ -201,6 +202,9 @@ def test_add_url_matches_docker(
     want = test_corpus.docker(*stat_cmd, theirs, "-c", "%n %Y", "/dl/file.txt", "/dl/named").stdout
     got = test_corpus.docker(*stat_cmd, ours, "-c", "%n %Y", "/dl/file.txt", "/dl/named").stdout
     assert got == want == f"/dl/file.txt {MTIME}\n/dl/named {MTIME}\n"
+    # the history names the download as dockerd does (`ADD file:<tarsum> in /dl/ `)
+    history = ("history", "--no-trunc", "--format", "{{.CreatedBy}}")
+    assert test_corpus.docker(*history, ours).stdout == test_corpus.docker(*history, theirs).stdout
 
 
 docker_refs = test_corpus.docker_refs

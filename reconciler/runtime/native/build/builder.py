@@ -176,6 +176,7 @@ class _Group:
     sources: list[context.Source]
     archives: frozenset[str] = frozenset()      # rel paths ADD unpacks
     parents: Sequence[str] | None = None        # COPY --parents: each source's path kept below the destination
+    url: bool = False                           # a URL's download: its history text is its tarsum alone, as dockerd's
 
 
 @dataclass
@@ -1341,8 +1342,8 @@ class _Run:
                                    "exclude": excludes, "inputs": inputs, "parents": parents, **primary}))
 
             def named_sources() -> str:
-                return context.classic_source_hash([t for g in groups for t in context.classic_source_texts(g.ctx,
-                                                                                                           g.sources)])
+                return context.classic_source_hash([t.removeprefix("file:") if g.url else t for g in groups
+                                                    for t in context.classic_source_texts(g.ctx, g.sources)])
 
             named = self.b.source_text(self.keyed(key), named_sources)
             by = " ".join([*(s.run_config.get("Shell") or DEFAULT_SHELL),
@@ -1378,7 +1379,7 @@ class _Run:
             got = remote.download(src, tmp, checksum=checksum, max_size=self.b.store.limits.max_size)
         ctx = context.BuildContext(os.fspath(got.root), ignore=False, label=remote.redact(src))
         stack.callback(ctx.close)
-        return _Group(ctx, ctx.resolve(got.name) if got.name else [context.Source("", True)])
+        return _Group(ctx, ctx.resolve(got.name) if got.name else [context.Source("", True)], url=not remote.is_git(src))
 
     @staticmethod
     def dest(s: _Stage, dest: str) -> str:

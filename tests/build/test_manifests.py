@@ -105,6 +105,10 @@ def test_a_failing_build_leaves_the_running_container(
     after = host.runtime().inspect_container("app")
     assert (after.id, after.status) == (before.id, "running")
     assert after.labels["reconciler.spec-hash"] == before.labels["reconciler.spec-hash"]
+    # the failed RUN's container is not kept (docker build's --force-rm): an agent retrying a
+    # broken build every pass would pile one up each time
+    assert host.cli("apply", str(m)) == 1
+    assert [c.name for c in host.runtime().list_containers()] == ["app"]
 
 
 def test_a_rebuild_that_makes_the_same_image_keeps_the_container(

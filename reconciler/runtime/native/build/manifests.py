@@ -58,12 +58,14 @@ def build(
 ) -> base.ImageInfo:
     """Build and tag `ref`; record its input digest (taken before the build reads the context).
     The secrets reach the build's RUN --mount=type=secret steps only: they are no input of the
-    digest (nothing derived from a secret is stored), so a changed secret alone rebuilds nothing."""
+    digest (nothing derived from a secret is stored), so a changed secret alone rebuilds nothing.
+    Every step's container is removed, a failed one's too (docker build's --force-rm, as compose's
+    BuildKit builds leave none): a pass that retries a broken build must not leave one each time."""
     digest = input_digest(ctx_dir, dockerfile, args, target)
     result = builder.Builder(store, manager).build(
         builder.BuildOptions(context=ctx_dir, dockerfile=dockerfile, build_args=dict(args), target=target,
                              tags=(ref,), secrets=dict(secrets or {}), ssh=dict(ssh or {}),
-                             allow_insecure=allow_insecure),
+                             allow_insecure=allow_insecure, force_rm=True),
         progress,
     )
     _records(store).built(ref, digest, result.image_id)

@@ -25,9 +25,10 @@ def _running(engine: NativeRuntime, name: str, *networks: str) -> str:
     return cid
 
 
-def _ps_networks(reconcile: Reconcile) -> dict[str, str]:
-    """Each container's NETWORKS as `ps --format` prints docker's field."""
-    return dict(line.split(" ", 1) for line in reconcile("ps", "--format", "{{.Names}} {{.Networks}}").stdout.splitlines())
+def _ps_networks(reconcile: Reconcile, *flags: str) -> dict[str, str]:
+    """Each container's NETWORKS as `ps --format` prints docker's field (`flags`: -a)."""
+    rows = reconcile("ps", *flags, "--format", "{{.Names}} {{.Networks}}").stdout.splitlines()
+    return {name: nets for name, _, nets in (line.partition(" ") for line in rows)}
 
 
 def _kernel_addresses(netns: str) -> list[str]:
@@ -116,6 +117,8 @@ def test_a_stopped_container_is_connected_and_disconnected_at_its_next_start(
     assert sorted(nets) == ["backend", "default"]
     assert nets["backend"]["IPAMConfig"] == {"IPv4Address": address}
     assert nets["backend"]["Aliases"] == ["api"]
+    # ps names it on both, as docker ps --format {{.Networks}} of a stopped one (no address yet)
+    assert sorted(_ps_networks(cli, "-a")["web"].split(",")) == ["backend", "default"]
     cli("start", "web")
     netns = inspect_doc(cli, "web")["NetworkSettings"]["SandboxKey"]
     assert f"{address}/24" in _kernel_addresses(netns)       # its interface there, in its namespace
@@ -127,6 +130,7 @@ def test_a_stopped_container_is_connected_and_disconnected_at_its_next_start(
     gone = cli("network", "disconnect", "backend", "web")
     assert (gone.stdout, gone.stderr) == ("", "")
     assert sorted(inspect_doc(cli, "web")["NetworkSettings"]["Networks"]) == ["default"]
+    assert _ps_networks(cli, "-a")["web"] == "default"
     cli("start", "web")
     netns = inspect_doc(cli, "web")["NetworkSettings"]["SandboxKey"]
     assert not any(a.startswith(address) for a in _kernel_addresses(netns))

@@ -279,10 +279,7 @@ class Record:
         it names none; none when it joins another's namespace, the host's, or was disconnected
         from every one), where its starts attach it. A network is never removed while a
         container is attached (ipam.remove_network): the one of a name is the one it is on."""
-        nets = self.config.networks
-        if not self.netns_path or (nets and nets[0].startswith("container:")):
-            return []
-        return [n for n in nets if n not in ("none", "host")] if nets else ["default"]
+        return summaries.attached_networks(self.netns_path, self.config.networks)
 
     def _stale_binds(self) -> tuple[str, ...]:
         """Its bind sources that are no longer what it runs with (volumes.stale_binds)."""

@@ -41,9 +41,9 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["add_sizes", "argv_of", "command_text", "config_env", "forwarded", "health_now", "holds_secrets", "image_healthcheck",
-           "mount_list", "network_list", "paused", "port_text",
-           "probes", "read", "restart_pending", "settled", "summary_fields", "watched"]
+__all__ = ["add_sizes", "argv_of", "attached_networks", "command_text", "config_env", "forwarded", "health_now", "holds_secrets",
+           "image_healthcheck", "mount_list", "network_list", "paused", "port_text", "probes", "read", "restart_pending",
+           "settled", "summary_fields", "watched"]
 
 # Docker's defaults a container's bundle is made with (bundle.py), which inspect shows too (its
 # HostConfig's ShmSize, MaskedPaths, ReadonlyPaths: inspection.py), here to keep that reader light
@@ -111,15 +111,26 @@ def mount_list(mounts: Iterable[tuple[str, str, str]]) -> list[dict[str, str]]:
     return [{"type": t, "source": s, "target": d} for t, s, d in mounts if t in ("volume", "bind")]
 
 
+def attached_networks(netns: str | None, networks: Sequence[str]) -> list[str]:
+    """The bridge networks a container is on by its record alone (`Record.attached_networks`):
+    those its config names (which a connect and a disconnect keep, of a stopped one too), the
+    default one when it names none; none when it has no namespace of its own (host, none) or
+    joins another's."""
+    if not netns or (networks and networks[0].startswith("container:")):
+        return []
+    return [n for n in networks if n not in ("none", "host")] if networks else ["default"]
+
+
 def network_list(netns: str | None, networks: Sequence[str], addresses: Iterable[str]) -> list[str]:
     """The networks docker's `ps` names for a container (its Networks: NetworkSettings'): each
-    network it has an address on; "host" or "none" for one in those modes; none for one that
-    joins another's namespace or has no namespace now (stopped), as the Engine API lists it."""
+    network it is on (`attached_networks`: a stopped one's too, connected while stopped, which has
+    no address there before its start, as dockerd lists it) and any other it holds an address on;
+    "host" or "none" for one in those modes; none for one that joins another's namespace."""
     if not netns:
         if tuple(networks) == ("host",):
             return ["host"]
         return ["none"] if tuple(networks) in ((), ("none",)) else []
-    return list(addresses)
+    return sorted({*attached_networks(netns, networks), *addresses})      # sorted, as docker's CLI prints them
 
 
 def summary_fields(*, id: str, image: str, argv: Iterable[str], created: str, status: str,

@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
                                    "the services of a Swarm cluster with their tasks (node, state, error).")
     SPEC.add_to(parser, "ps")
     parser.add_argument("-f", "--filter", action="append", default=SPEC.defaults["filter"],
-                        metavar="label=KEY=VALUE", help="only containers with this label (repeatable)")
+                        metavar="FILTER", help="docker ps's filters (repeatable): label=KEY[=VALUE] (KEY=VALUE "
+                        "for short), name and id (regular expressions), status (lists stopped ones without -a), "
+                        "exited, health, network, volume, before, since; ancestor, publish and expose are the "
+                        "Engine API's alone")
     parser.set_defaults(run=run, no_logging=True)   # prints data only; structlog not needed
 
 
@@ -72,16 +75,67 @@ def setup_logging_if_networked(args: argparse.Namespace, rt: Any, names: list[st
             continue
 
 
+# docker ps's filters the CLI applies to the rows it prints (api/dockerfilters.py's rules, the
+# Engine API's); those that need what a row lacks (an image's lineage, the ports' numbers) are
+# refused here, never read as a label
+ROW_FILTERS = ("id", "name", "status", "exited", "health", "network", "volume", "before", "since")
+DOCKER_ONLY = ("ancestor", "publish", "expose", "is-task", "isolation")
+
+
 def _selector(args: argparse.Namespace) -> dict[str, str]:
+    """The `label=KEY=VALUE` filters (and the shorthand `KEY=VALUE`), which the engine selects
+    by; docker's other filters are `_docker_filters`'."""
     from reconciler.runtime import errors
 
     selector: dict[str, str] = {}
     for item in args.filter:
+        kind, sep, rest = item.partition("=")
+        if kind in ROW_FILTERS or (kind == "label" and sep and "=" not in rest):
+            continue
+        if kind in DOCKER_ONLY:
+            raise errors.InvalidArgument(f"ps --filter {kind} is not served by the CLI",
+                                         hint=f"ask the Engine API, which serves it: `docker -H unix://SOCKET ps "
+                                              f"-f {item}` (`reconcile engine-api`)")
         key, sep, value = item.removeprefix("label=").partition("=")
         if not sep:
-            raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE")
+            raise errors.InvalidArgument(f"filter {item!r} is not label=KEY[=VALUE] nor one of docker ps's "
+                                         f"({', '.join(ROW_FILTERS)})")
         selector[key] = value
     return selector
+
+
+def _docker_filters(args: argparse.Namespace) -> dict[str, list[str]]:
+    """docker ps's filters other than `label=KEY=VALUE` (`name=`, `status=`, `label=KEY`, ...)."""
+    out: dict[str, list[str]] = {}
+    for item in args.filter:
+        kind, sep, rest = item.partition("=")
+        if sep and (kind in ROW_FILTERS or (kind == "label" and "=" not in rest)):
+            out.setdefault(kind, []).append(rest)
+    return out
+
+
+def _filtered(rows: list[dict[str, Any]], fl: dict[str, list[str]], options: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows docker ps's filters `fl` select, by the Engine API's rules (dockerfilters.
+    containers over each row's view); a `status` filter lists stopped ones too, as dockerd's."""
+    from reconciler.api import dockerfilters
+
+    views = {}
+    for r in rows:
+        started = str(r.get("started_at") or "")
+        nets = {n: n for n in r.get("networks") or ()}
+        if "default" in nets:
+            nets["bridge"] = "default"          # Docker's name of the default network
+        views[r["id"]] = dockerfilters.ContainerView(
+            id=r["id"], name=r["name"], state=r["status"], created_ns=dockerfilters.rfc3339_ns(r["created"]) or 0,
+            labels=r.get("labels") or {}, image_id="", exit_code=r.get("exit_code"),
+            started=bool(started) and not started.startswith("0001-"), health=r.get("health") or "none",
+            networks=nets, mounts=tuple((m.get("source", ""), m.get("target", "")) for m in r.get("mounts") or ()),
+            ports=())
+    chosen = {v.id for v in dockerfilters.containers(views.values(), fl, all_=bool(options["all"]), limit=0,
+                                                     ancestors=lambda _: set())}
+    if "status" in fl:
+        options["all"] = True
+    return [r for r in rows if r["id"] in chosen]
 
 
 SWARM_COLUMNS = (("SERVICE", "service"), ("REPLICAS", "replicas"), ("IMAGE", "image"), ("TASK", "task"),
@@ -159,8 +213,9 @@ def run(args: argparse.Namespace) -> int:
     if fmt is not None:         # sizes measured when the template shows them, with -s or not, as docker's
         options["size"] = listing.ps_uses_size(fmt)
     selector = _selector(args) if args.filter else {}
+    docker_fl = _docker_filters(args) if args.filter else {}
     native = engines.is_native(args)
-    if fmt is not None or options["size"]:
+    if fmt is not None or options["size"] or docker_fl:
         # the rows (the agent serves them as JSON; it renders no template), printed by the template
         # (or -s's table here) with sizes (size=1) of the rows printed only: all=1 says stopped ones
         # are. An agent older than `ps -s` serves them unmeasured: they are measured here instead,
@@ -170,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
                                 all="1" if options["size"] and options["all"] else None) if native else None
         if not isinstance(rows, list) or not _measured(rows, options):
             rows = _summaries(args, selector, native=native, options=options)
+        if docker_fl:
+            rows = _filtered(rows, docker_fl, options)
         sys.stdout.write(listing.ps_formatted(rows, options, fmt) if fmt is not None else
                          listing.ps_text(rows, options))
         return 0

@@ -197,3 +197,41 @@ def test_ps_size_shows_each_container_s_writable_layer_and_that_with_its_image(r
     # `--format json` shows no .Size to docker's check: not measured, docker's "0B"
     assert [json.loads(line)["Size"] for line in reconcile("ps", "-a", "--format", "json").stdout.splitlines()] == [
         "0B", "0B"]
+
+
+def test_ps_takes_docker_ps_filters_and_refuses_what_it_cannot_apply(reconcile: Reconcile,
+                                                                     busybox_image: str) -> None:
+    """`ps -f name=web` read `name` as a label key and printed nothing; docker's filters now
+    select as the Engine API's do (api/dockerfilters.py): name and id as regular expressions,
+    status (which lists stopped ones without -a), exited, label=KEY, volume, since/before; one
+    the CLI cannot apply (ancestor) is refused, never read as a label."""
+    web = reconcile("run", "-d", "--name", "web", "--network", "none", "-l", "tier=front", "-v", "psvol:/data",
+                    busybox_image, "sleep", "1000").stdout.strip()
+    reconcile("run", "-d", "--name", "webjob", "--network", "none", busybox_image, "sh", "-c", "exit 3")
+    reconcile("wait", "webjob", check=False)
+    reconcile("create", "--name", "idle", "--network", "none", busybox_image, "true")
+
+    def names(*flags: str) -> list[str]:
+        return reconcile("ps", *flags, "--format", "{{.Names}}").stdout.split()
+
+    assert names("-a", "-f", "name=web") == ["webjob", "web"]             # a regular expression, found
+    assert names("-a", "-f", "name=^/web$") == ["web"]                    # over dockerd's "/name"
+    assert names("-f", "name=web") == ["web"]                             # running only without -a
+    assert names("-f", "status=exited") == ["webjob"]                     # a status lists stopped ones
+    assert names("-f", "status=created") == ["idle"]
+    assert names("-a", "-f", "exited=3") == ["webjob"]
+    assert names("-a", "-f", "exited=0") == []
+    assert names("-a", "-f", "label=tier") == ["web"]                     # a label's presence
+    assert names("-a", "-f", "label=tier=front", "-f", "name=w") == ["web"]
+    assert names("-a", "-f", f"id={web[:8]}") == ["web"]
+    assert names("-a", "-f", "volume=psvol") == ["web"]
+    assert names("-a", "-f", "since=web") == ["idle", "webjob"]
+    assert names("-a", "-f", "before=idle") == ["webjob", "web"]
+    assert reconcile("ps", "-a", "-q", "-f", "status=running").stdout.split() == [web[:12]]
+    refused = reconcile("ps", "-f", "ancestor=busybox", check=False)
+    assert (refused.returncode, refused.stdout) == (2, "")
+    assert "ancestor" in refused.stderr
+    assert "Engine API" in refused.stderr
+    bad = reconcile("ps", "-f", "status=sleepy", check=False)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert "Invalid filter 'status=sleepy'" in bad.stderr

@@ -32,6 +32,7 @@ from reconciler.runtime.native.images.lineage import Lineage, descendants
 __all__ = [
     "CONTAINER_LIST",
     "IMAGE_LIST",
+    "NETWORK_LIST",
     "PRUNE",
     "VOLUME_LIST",
     "ContainerView",
@@ -43,6 +44,7 @@ __all__ = [
     "labels_match",
     "match",
     "name_of",
+    "network_matches",
     "parse",
     "prune_until",
     "reference_match",
@@ -60,6 +62,7 @@ Filters = Mapping[str, Sequence[str]]
 CONTAINER_LIST = frozenset({"ancestor", "before", "exited", "expose", "health", "id", "is-task", "isolation",
                             "label", "name", "network", "publish", "since", "status", "volume"})
 VOLUME_LIST = frozenset({"dangling", "driver", "label", "name"})
+NETWORK_LIST = frozenset({"dangling", "driver", "id", "label", "name", "scope", "type"})
 IMAGE_LIST = frozenset({"before", "dangling", "label", "reference", "since"})
 PRUNE = {"containers": frozenset({"label", "label!", "until"}),
          "images": frozenset({"dangling", "label", "label!", "until"}),
@@ -358,6 +361,33 @@ def containers(views: Iterable[ContainerView], fl: Filters, *, all_: bool, limit
             continue
         out.append(c)
     return out
+
+
+# ----------------------------------------------------------------------------- networks
+
+def network_matches(n: Mapping[str, Any], fl: Filters, *, builtin: bool) -> bool:
+    """Whether the network list's filters select the network `n` (its Docker document: Name, Id,
+    Labels, Driver, Scope): label (all given), name and id (any given: a part of it), driver, scope
+    (`local`: every network here), type (`builtin`: a predefined network, `custom`: the others);
+    `dangling` is the caller's (it needs the containers). The Engine API's `GET /networks` and
+    `reconcile network ls -f`."""
+    labels = n.get("Labels") or {}
+    for key, values in fl.items():
+        if key == "label":
+            ok = _kv(values, labels)
+        elif key in ("name", "id"):
+            ok = any(v in n["Name" if key == "name" else "Id"] for v in values)
+        elif key == "driver":
+            ok = n.get("Driver", "bridge") in values
+        elif key == "type":
+            ok = ("builtin" if builtin else "custom") in values
+        elif key == "scope":
+            ok = n.get("Scope", "local") in values
+        else:                       # dangling (the caller's); the list refused any other first
+            ok = True
+        if not ok:
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------- volumes

@@ -902,30 +902,6 @@ def _name_taken(rt: Any, name: str) -> str:
             "You have to remove (or rename) that container to be able to reuse that name.")
 
 
-def _network_matches(n: Mapping[str, Any], filters: Mapping[str, list[str]]) -> bool:
-    """The network list's filters: label (all given), name, id, driver, scope (`local`: every
-    network here), type (`builtin`: the predefined networks, `custom`: the others) (any given);
-    `dangling` is the caller's (it needs the containers)."""
-    labels = n["Labels"]
-    for key, values in filters.items():
-        if key == "label":
-            ok = all(labels.get(v.partition("=")[0]) == v.partition("=")[2] if "=" in v else v in labels
-                     for v in values)
-        elif key in ("name", "id"):
-            ok = any(v in n["Name" if key == "name" else "Id"] for v in values)
-        elif key == "driver":
-            ok = n["Driver"] in values
-        elif key == "type":
-            ok = ("builtin" if n["Name"] in _PREDEFINED_DRIVERS else "custom") in values
-        elif key == "scope":
-            ok = n.get("Scope", "local") in values
-        else:                       # dangling (the caller's); the list refused any other first
-            ok = True
-        if not ok:
-            return False
-    return True
-
-
 # ----------------------------------------------------------------------------- the server
 
 class EngineApi:
@@ -1012,13 +988,14 @@ class EngineApi:
         if method == "GET" and parts[0] == "networks" and len(parts) <= 2:
             if len(parts) == 1:
                 fl = dockerfilters.parse(q.get("filters"))
-                dockerfilters.validate(fl, ("label", "name", "id", "driver", "type", "scope", "dangling"))
+                dockerfilters.validate(fl, dockerfilters.NETWORK_LIST)
                 dangling = dockerfilters.yes_no(fl, "dangling", ("true", "1"), ("false", "0"))
                 used: set[str] = set()
                 if dangling is not None:    # a network no container is on (dockerd's `dangling`)
                     used = {_docker_name(n) for r in rt.containers.records()
                             for n in (*r.ip_addresses, *rt.containers.networks_of(r))}
-                return 200, [n.doc for n in self._networks() if _network_matches(n.doc, fl) and (
+                return 200, [n.doc for n in self._networks() if dockerfilters.network_matches(
+                    n.doc, fl, builtin=n.doc["Name"] in _PREDEFINED_DRIVERS) and (
                     dangling is None or dangling == (n.doc["Name"] not in used and n.doc["Name"] not in
                                                      _PREDEFINED_DRIVERS))]
             view = self._network(parts[1])

@@ -34,8 +34,9 @@ def register(subparsers: Any) -> None:
     ls = sub.add_parser("ls", help="list networks", description="List networks.")
     output.add_output_flag(ls)
     output.add_format_flag(ls)
-    ls.add_argument("-f", "--filter", action="append", default=[], metavar="label=VALUE",
-                    help="only networks with this label (repeatable)")
+    ls.add_argument("-f", "--filter", action="append", default=[], metavar="FILTER",
+                    help="docker network ls's filters (repeatable): name, id, label=KEY[=VALUE] (KEY=VALUE for "
+                    "short), driver, type (builtin, custom), scope, dangling")
     inspect = sub.add_parser("inspect", help="show networks in detail",
                              description="Show networks in detail (JSON, or YAML with -o yaml).")
     output.add_output_flag(inspect, table=False)
@@ -137,13 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.network_command in ("rm", "remove"):
         return _remove(args, manager)
     if args.network_command == "ls":
-        selector = {}
-        for item in args.filter:
-            key, sep, value = item.removeprefix("label=").partition("=")
-            if not sep:
-                raise errors.InvalidArgument(f"filter {item!r} is not label=KEY=VALUE or KEY=VALUE")
-            selector[key] = value
-        _list(args, fmt, [(n, len(manager.inspect_network(n.name)[1])) for n in manager.list_networks(selector)])
+        _list(args, fmt, _listed(args.filter, manager))
         return 0
     docs = []
     missing = []
@@ -162,6 +157,34 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise errors.NotFound(f"no such network: {', '.join(missing)}", hint="see `reconcile network ls`")
     return 0
+
+
+def _listed(filters: list[str], manager: Any) -> list[tuple[Any, int]]:
+    """The networks `network ls -f` selects, with how many containers each has: docker's filters
+    (name, id, label=KEY[=VALUE], driver, type, scope, dangling) by the Engine API's rules
+    (`dockerfilters.network_matches`), and the shorthand KEY=VALUE for label=KEY=VALUE."""
+    from reconciler.runtime import errors
+
+    fl: dict[str, list[str]] = {}
+    for item in filters:
+        kind, sep, value = item.partition("=")
+        if not sep:
+            raise errors.InvalidArgument(f"filter {item!r} is not KEY=VALUE",
+                                         hint="name=, id=, label=KEY[=VALUE], driver=, type=, scope=, dangling=")
+        if kind not in ("dangling", "driver", "id", "label", "name", "scope", "type"):
+            kind, value = "label", item                 # the shorthand KEY=VALUE: a label
+        fl.setdefault(kind, []).append(value)
+    rows = [(n, len(manager.inspect_network(n.name)[1])) for n in manager.list_networks()]
+    if not fl:
+        return rows
+    from reconciler.api import dockerfilters
+
+    dangling = dockerfilters.yes_no(fl, "dangling", ("true", "1"), ("false", "0"))
+    # the default network is Docker's `bridge`: built in, never dangling (the API's rule)
+    return [(n, members) for n, members in rows
+            if dockerfilters.network_matches({"Name": n.name, "Id": n.id, "Labels": dict(n.labels)}, fl,
+                                             builtin=n.name == "default")
+            and (dangling is None or dangling == (members == 0 and n.name != "default"))]
 
 
 def _list(args: argparse.Namespace, fmt: str | None, networks: list[tuple[Any, int]]) -> None:

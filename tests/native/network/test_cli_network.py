@@ -43,6 +43,23 @@ def test_ls_table_json_and_filter(tmp_path: Path) -> None:
     filtered = json.loads(_cli(tmp_path, "ls", "-o", "json", "--filter", "label=tier=front").stdout)
     assert [d["name"] for d in filtered] == ["shop"]
 
+    # docker network ls's filters, by the Engine API's rules (`name=sh` was read as a label: nothing)
+    def names(*filters: str) -> list[str]:
+        argv = [w for f in filters for w in ("-f", f)]
+        return _cli(tmp_path, "ls", *argv, "--format", "{{.Name}}").stdout.split()
+
+    assert names("name=sh") == ["shop"]                         # a part of the name
+    assert names("name=back", "name=sh") == ["backend", "shop"]   # any of them
+    assert names("label=tier") == ["shop"]                      # a label's presence
+    assert names("tier=front") == ["shop"]                      # the shorthand, as before
+    assert names("dangling=true") == ["backend"]                # no container on it
+    assert names("dangling=false") == ["shop"]
+    assert names("type=custom", "driver=bridge") == ["backend", "shop"]
+    assert names("type=builtin") == []
+    shop_id = json.loads(_cli(tmp_path, "inspect", "shop").stdout)[0]["id"]
+    assert names(f"id={shop_id[:10]}") == ["shop"]
+    assert names("name=nothing-here") == []
+
 
 def test_inspect_lists_members_and_fails_for_unknown(tmp_path: Path) -> None:
     _seed(tmp_path)

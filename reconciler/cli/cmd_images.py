@@ -21,13 +21,16 @@ SPEC = fastpath.Spec((
     (("-q", "--quiet"), "quiet", "only print image ids"),
     (("--digests",), "digests", "show each tag's repository digest (<none> for a tag made here: built, loaded, tagged; never pushed)"),
     (("--no-trunc",), "no_trunc", "do not truncate image ids"),
-), valued=(fastpath.FORMAT,))
+), defaults={"filter": []}, valued=(fastpath.FORMAT,))
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("images", help="list images",
                                    description="List the native engine's images.")
     SPEC.add_to(parser, "images")
+    parser.add_argument("-f", "--filter", action="append", default=SPEC.defaults["filter"], metavar="FILTER",
+                        help="docker images' filters (repeatable): reference (a pattern: busybox, 'reg/*:v1'), "
+                        "dangling=true|false, label=KEY[=VALUE], before=IMAGE, since=IMAGE")
     parser.set_defaults(run=run, no_logging=True)   # prints data only
 
 
@@ -58,6 +61,64 @@ def _summaries(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [listing.image_summary(i) for i in infos]
 
 
+def _filtered(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The images docker images' filters select (`dockerfilters.images`, the Engine API's rules),
+    each with the tags a `reference` pattern matched, untagged ones as <none>; read from the
+    image store (their labels), or asked of the engine `--runtime` names. The engine keeps no
+    intermediate images, so an untagged image is a dangling one here (the CLI's `images` lists
+    them all, `-a` or not)."""
+    from reconciler import imagenames, listing
+    from reconciler.api import dockerfilters
+    from reconciler.cli import engines, options
+    from reconciler.runtime import errors
+
+    fl: dict[str, list[str]] = {}
+    for item in args.filter:
+        kind, sep, value = item.partition("=")
+        if not sep:
+            raise errors.InvalidArgument(f"bad format of filter (expected name=value): {item}")
+        fl.setdefault(kind, []).append(value)
+    dockerfilters.validate(fl, dockerfilters.IMAGE_LIST)
+    if not engines.is_native(args):
+        rt = engines.open_runtime(args, "images")
+        try:
+            infos = rt.list_images()
+        finally:
+            rt.close()
+    elif not options.engine_exists(args):
+        infos = []
+    else:
+        from reconciler.runtime import opening
+
+        infos = opening.open_image_store(engines.place(args)).list()
+
+    def familiar(ref: str) -> str:
+        _, tag, digest = imagenames.cut(ref)
+        return imagenames.familiar(ref if tag is not None or digest is not None else f"{ref}:{imagenames.DEFAULT_TAG}")
+
+    by_id = {i.id: i for i in infos}
+    views = {i.id: dockerfilters.ImageView(
+        id=i.id, created_ns=dockerfilters.rfc3339_ns(i.created), labels=dict(i.config.get("Labels") or {}),
+        tags=tuple(familiar(t) for t in i.repo_tags), digests=tuple(sorted({familiar(d) for d in i.repo_digests})),
+        has_children=False) for i in infos}
+
+    def find(value: str) -> dockerfilters.ImageView:
+        want = familiar(value)
+        found = [v for v in views.values() if want in v.tags or v.id == value or v.id.removeprefix("sha256:").startswith(
+            value.removeprefix("sha256:"))]
+        if not found:
+            raise errors.NotFound(f"No such image: {value}")
+        return found[0]
+
+    out = []
+    for view, tags, digests in dockerfilters.images(views.values(), fl, all_=True, find=find):
+        row = listing.image_summary(by_id[view.id])
+        row["repo_tags"] = [t for t in row["repo_tags"] if familiar(t) in tags]
+        row["repo_digests"] = [d for d in row["repo_digests"] if familiar(d) in digests]
+        out.append(row)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
@@ -70,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         from reconciler.cli import output
 
         fmt = output.format_of(args)        # (over -q, as docker images takes a custom format)
+    if getattr(args, "filter", None):
+        chosen = _filtered(args)
+        sys.stdout.write(listing.images_formatted(chosen, options, fmt) if fmt is not None else
+                         listing.images_text(chosen, options))
+        return 0
     if fmt is not None:
         # the rows (the agent serves them as JSON; it renders no template), printed by the template
         rows = _agentapi.served(args, "/v1/images") if engines.is_native(args) else None

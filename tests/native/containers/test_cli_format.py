@@ -235,3 +235,30 @@ def test_ps_takes_docker_ps_filters_and_refuses_what_it_cannot_apply(reconcile: 
     bad = reconcile("ps", "-f", "status=sleepy", check=False)
     assert (bad.returncode, bad.stdout) == (2, "")
     assert "Invalid filter 'status=sleepy'" in bad.stderr
+
+
+def test_images_takes_docker_images_filters(reconcile: Reconcile, busybox_image: str) -> None:
+    """`images -f` was refused (no such flag): docker images' filters now select as the Engine
+    API's do (api/dockerfilters.py): dangling, reference patterns over the familiar names (each
+    image with the tags that match), label, since; a filter docker has not is refused."""
+    reconcile("run", "-d", "--name", "web", "--network", "none", busybox_image, "sleep", "1000")
+    made = reconcile("commit", "-c", "LABEL kind=mine", "web").stdout.strip()          # untagged: dangling
+    assert made.startswith("sha256:")
+
+    def listed(*filters: str, fmt: str = "{{.ID}} {{.Repository}}:{{.Tag}}") -> list[str]:
+        argv = [w for f in filters for w in ("-f", f)]
+        return reconcile("images", *argv, "--format", fmt).stdout.splitlines()
+
+    short = made.removeprefix("sha256:")[:12]
+    assert listed("dangling=true") == [f"{short} <none>:<none>"]
+    assert reconcile("images", "-q", "-f", "dangling=true").stdout == f"{short}\n"     # docker rmi $(...)
+    assert all("<none>" not in line for line in listed("dangling=false"))
+    assert listed("label=kind=mine") == [f"{short} <none>:<none>"]
+    assert listed("label=kind") == [f"{short} <none>:<none>"]
+    repo = busybox_image.rsplit(":", 1)[0]
+    assert [line.split()[1] for line in listed(f"reference={repo}")] == [busybox_image]
+    assert listed("reference=nothing/like/it") == []
+    assert listed(f"since={busybox_image}", fmt="{{.ID}}") == [short]
+    bad = reconcile("images", "-f", "bogus=1", check=False)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert "Invalid filter 'bogus'" in bad.stderr

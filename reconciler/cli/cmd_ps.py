@@ -306,6 +306,14 @@ def _summaries(args: argparse.Namespace, selector: dict[str, str], *, native: bo
     return opening.summaries(open_records(args), selector, measure=measure)
 
 
+def summaries_of(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every container's `ps` row of the native root `args` name (no agent asked): what another
+    command reads of them (`volume ls -f dangling`: the volumes they mount)."""
+    from reconciler import listing
+
+    return _summaries(args, {}, native=True, options=listing.options_of(listing.PS_FLAGS, "json", {"all": True}))
+
+
 def _measure(rt: Any, runtime: str, rows: list[dict[str, Any]]) -> None:
     """`ps -s` on another engine: these rows' sizes, as that engine measures them (base.Sizing:
     dockerd's list with size=1)."""

@@ -29,6 +29,9 @@ def register(subparsers: Any) -> None:
     output.add_output_flag(p)
     output.add_format_flag(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only names")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="FILTER",
+                   help="docker volume ls's filters (repeatable): name, label=KEY[=VALUE], driver, "
+                   "dangling=true|false (no container mounts it)")
     p.set_defaults(run=_ls, no_logging=True)
     p = sub.add_parser("inspect", help="show volumes as JSON (or YAML)")
     options.add_engine_options(p)
@@ -108,12 +111,36 @@ _HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountp
             "Status": "STATUS"}
 
 
+def _filtered(args: argparse.Namespace, vols: list[Any]) -> list[Any]:
+    """The volumes docker volume ls's filters select (`dockerfilters.volumes`, the Engine API's
+    rules); `dangling`: no container of the engine mounts it (read from the containers' rows)."""
+    from reconciler.api import dockerfilters
+    from reconciler.runtime import errors
+
+    fl: dict[str, list[str]] = {}
+    for item in args.filter:
+        kind, sep, value = item.partition("=")
+        if not sep:
+            raise errors.InvalidArgument(f"bad format of filter (expected name=value): {item}")
+        fl.setdefault(kind, []).append(value)
+    used: set[str] = set()
+    if "dangling" in fl and vols:
+        from reconciler.cli import cmd_ps
+
+        rows = cmd_ps.summaries_of(args)
+        used = {m.get("source", "") for r in rows for m in r.get("mounts") or () if m.get("type") == "volume"}
+    chosen: list[Any] = dockerfilters.volumes(vols, fl, used=used)
+    return chosen
+
+
 def _ls(args: argparse.Namespace) -> int:
     from reconciler.cli import options, output
 
     fmt = output.format_of(args)
     store = _volumes(args) if options.engine_exists(args) else None
     vols = store.list() if store is not None else []
+    if args.filter:
+        vols = _filtered(args, vols)
     removing = store.removing() if store is not None else []
     if removing and not args.quiet:     # (on stderr: the listing stays what scripts read)
         print(f"note: the data of removed volume(s) {', '.join(removing)} is still on disk (a removal was "

@@ -262,3 +262,23 @@ def test_images_takes_docker_images_filters(reconcile: Reconcile, busybox_image:
     bad = reconcile("images", "-f", "bogus=1", check=False)
     assert (bad.returncode, bad.stdout) == (2, "")
     assert "Invalid filter 'bogus'" in bad.stderr
+
+
+def test_volume_ls_takes_docker_volume_ls_filters(reconcile: Reconcile, busybox_image: str) -> None:
+    """`volume ls -f` was refused (no such flag): docker volume ls's filters now select as the
+    Engine API's do: dangling (no container mounts it, a stopped one's count), name, label."""
+    reconcile("volume", "create", "--label", "tier=db", "spare")
+    reconcile("run", "-d", "--name", "web", "--network", "none", "-v", "live:/data", busybox_image, "sleep", "1000")
+    reconcile("run", "--name", "done", "--network", "none", "-v", "kept:/data", busybox_image, "true")
+
+    def listed(*filters: str) -> list[str]:
+        return reconcile("volume", "ls", "-q", *(w for f in filters for w in ("-f", f))).stdout.split()
+
+    assert listed("dangling=true") == ["spare"]
+    assert listed("dangling=false") == ["kept", "live"]                  # a stopped container's counts
+    assert listed("name=li") == ["live"]
+    assert listed("label=tier=db") == listed("label=tier") == ["spare"]
+    assert listed("driver=local", "dangling=1") == ["spare"]
+    bad = reconcile("volume", "ls", "-f", "bogus=1", check=False)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert "Invalid filter 'bogus'" in bad.stderr

@@ -161,6 +161,7 @@ NOT_DATA: dict[str, str] = {
     "commit": "acts; prints the new image's id, as docker",
     "container export": "an archive (-o is its file, as docker export)",
     "container import": "acts; prints the new image's id",
+    "image import": "acts; prints the new image's id, as docker import",
     "volume rm": "acts; prints the names it removed, as docker",
     "network rm": "acts; prints the names it removed, as docker",
     "network create": "acts; prints the new network's id, as docker",

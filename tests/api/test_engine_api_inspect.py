@@ -6,7 +6,6 @@ served, a tmpfs mount's options, a user's groups."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +110,9 @@ def test_the_list_shows_each_containers_command_and_mounts_as_dockerd(
     assert code == 200
     inspected = json.loads(docker(engine_api, "inspect", "listed").stdout)[0]
     assert listed[0]["Mounts"] == inspected["Mounts"]          # dockerd's MountPoints, as inspect has them
-    assert [m["Type"] for m in listed[0]["Mounts"]] == ["bind", "volume"]       # --tmpfs: HostConfig.Tmpfs
+    # --tmpfs: HostConfig.Tmpfs; the order is the Binds the docker CLI sent, which it makes from a
+    # Go map (any order, as dockerd's list shows them)
+    assert sorted(m["Type"] for m in listed[0]["Mounts"]) == ["bind", "volume"]
     docker(engine_api, "rm", "listed", "bare")
     docker(engine_api, "volume", "rm", "data")
 
@@ -160,8 +161,10 @@ def test_inspect_has_dockerds_top_level_keys_and_the_running_execs(
     finally:
         docker(engine_api, "rm", "-f", "execd")
 
-def test_docker_import_is_a_501_and_its_body_is_read_before_the_answer(
-        engine_api: str, tmp_path: Path) -> None:  # noqa: F811
+def test_a_refused_import_is_answered_after_its_body_is_read(engine_api: str) -> None:  # noqa: F811
+    """An answer before the whole request body was read (a refused `docker import` of a stream
+    that is no tar: dockerd's 500 and words; any early answer) leaves the connection usable: the
+    rest of the body is read first, so the next request on it is not taken for body bytes."""
     import http.client
     import socket
 
@@ -176,8 +179,8 @@ def test_docker_import_is_a_501_and_its_body_is_read_before_the_answer(
         conn.request("POST", "/v1.41/images/create?fromSrc=-&repo=imported", body=iter([b"x" * 65536] * 4),
                      encode_chunked=True, headers={"Content-Type": "application/x-tar", "Transfer-Encoding": "chunked"})
         answer = conn.getresponse()
-        assert answer.status == 501
-        assert "docker import" in json.loads(answer.read())["message"]
+        assert answer.status == 500                                     # dockerd's for a stream that is no tar
+        assert "not a valid tar stream" in json.loads(answer.read())["message"]
         conn.request("GET", "/_ping")
         ping = conn.getresponse()
         assert (ping.status, ping.read()) == (200, b"OK")
@@ -188,15 +191,6 @@ def test_docker_import_is_a_501_and_its_body_is_read_before_the_answer(
         assert conn.getresponse().read() == b"OK"
     finally:
         conn.close()
-    archive = tmp_path / "rootfs.tar"
-    archive.write_bytes(b"\0" * 10240)
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"} | {"DOCKER_HOST": f"unix://{engine_api}"}
-    with archive.open("rb") as stdin:
-        proc = subprocess.run(["docker", "import", "-", "imported"], stdin=stdin, capture_output=True, text=True,
-                              env=env, timeout=60, check=False)
-    assert proc.returncode != 0
-    assert "docker import" in proc.stderr
-    assert "Unsolicited" not in proc.stderr
 
 
 def test_a_tmpfs_without_options_has_dockers_defaults_and_keeps_its_own(

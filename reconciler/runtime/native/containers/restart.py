@@ -165,8 +165,10 @@ class RestartManager:
             with self._lock:
                 self._held.discard(cid)
 
-    def handle_exit(self, cid: str) -> float | None:
-        """Decide what to do about an exited container; returns the restart delay or None."""
+    def handle_exit(self, cid: str, *, at_boot: bool = False) -> float | None:
+        """Decide what to do about an exited container; returns the restart delay or None.
+        `at_boot`: the engine start's decision, whose restart is due at once when its back-off
+        has passed (a watch's waits DEFAULT_DELAY at least: its tick's callback may cancel it)."""
         rec = self.manager.get(cid)
         if rec.status != "exited":
             return None
@@ -190,7 +192,7 @@ class RestartManager:
             # never in the tick that decides it, though (DEFAULT_DELAY at least): the tick's callback
             # (the agent's supervisor) cancels the restart of a container it holds for flapping
             waited = _seconds(rec.finished_at, records.now())
-            self._pending[rec.id] = _Pending(due=self.clock() + max(DEFAULT_DELAY, delay - waited),
+            self._pending[rec.id] = _Pending(due=self.clock() + max(0.0 if at_boot else DEFAULT_DELAY, delay - waited),
                                              finished_at=rec.finished_at, delay=delay)
         self.manager.update(rec.id, _restarting(True))
         return delay
@@ -366,8 +368,8 @@ class RestartManager:
             if _decision(rec, restarting.Moment.RESUME).start:
                 in_this_boot = rec.error is not None or rec.boot_id == this_boot
                 if in_this_boot and rec.restart_delay:
-                    try:                        # crash-looping: the watch restarts it after its back-off
-                        self.handle_exit(rec.id)
+                    try:                        # crash-looping: restarted after its back-off (below, or by the watch)
+                        self.handle_exit(rec.id, at_boot=True)
                     except rterrors.NotFound:
                         pass
                     continue
@@ -378,7 +380,11 @@ class RestartManager:
                     started.append(rec.id)
                 except Exception as exc:  # noqa: BLE001 - one container that cannot start does not stop the others
                     _log().warning("could not start at engine start", container=rec.name, error=str(exc))
-        return started
+        # a crash-looper whose back-off has passed (its exit long enough ago) restarts now, with
+        # the back-off kept: left to the watch, a `--once` whose pass ends before the watch's first
+        # tick never restarted it, and each pass said "restarting" for good (an on-failure policy
+        # never gave up, an always one never ran again without an agent)
+        return started + self._start_due()
 
     def watch(self, stop: threading.Event, *, poll: float = 0.2, sweep: float = SWEEP,
               on_tick: Callable[[list[str]], None] | None = None) -> None:

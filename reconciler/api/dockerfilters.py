@@ -40,6 +40,7 @@ __all__ = [
     "Lineage",
     "containers",
     "descendants",
+    "from_flags",
     "images",
     "labels_match",
     "match",
@@ -103,6 +104,19 @@ def parse(raw: str | None) -> dict[str, list[str]]:
             out[str(key)] = [str(v) for v, on in values.items() if on]
         else:
             raise _invalid(f"invalid filters {raw!r}: the values of {key!r} are neither a list nor a map")
+    return out
+
+
+def from_flags(items: Iterable[str]) -> dict[str, list[str]]:
+    """The docker CLI's `--filter KEY=VALUE` flags (repeatable) as filters, as it reads them
+    (opts.FilterOpt): InvalidArgument in its words for one without `=`. What a list accepts is
+    `validate`'s."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        kind, sep, value = item.partition("=")
+        if not sep:
+            raise rterrors.InvalidArgument(f"bad format of filter (expected name=value): {item}")
+        out.setdefault(kind.strip().lower(), []).append(value.strip())
     return out
 
 

@@ -72,12 +72,7 @@ def _filtered(args: argparse.Namespace) -> list[dict[str, Any]]:
     from reconciler.cli import engines, options
     from reconciler.runtime import errors
 
-    fl: dict[str, list[str]] = {}
-    for item in args.filter:
-        kind, sep, value = item.partition("=")
-        if not sep:
-            raise errors.InvalidArgument(f"bad format of filter (expected name=value): {item}")
-        fl.setdefault(kind, []).append(value)
+    fl = dockerfilters.from_flags(args.filter)
     dockerfilters.validate(fl, dockerfilters.IMAGE_LIST)
     if not engines.is_native(args):
         rt = engines.open_runtime(args, "images")

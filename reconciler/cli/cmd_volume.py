@@ -115,14 +115,8 @@ def _filtered(args: argparse.Namespace, vols: list[Any]) -> list[Any]:
     """The volumes docker volume ls's filters select (`dockerfilters.volumes`, the Engine API's
     rules); `dangling`: no container of the engine mounts it (read from the containers' rows)."""
     from reconciler.api import dockerfilters
-    from reconciler.runtime import errors
 
-    fl: dict[str, list[str]] = {}
-    for item in args.filter:
-        kind, sep, value = item.partition("=")
-        if not sep:
-            raise errors.InvalidArgument(f"bad format of filter (expected name=value): {item}")
-        fl.setdefault(kind, []).append(value)
+    fl = dockerfilters.from_flags(args.filter)
     used: set[str] = set()
     if "dangling" in fl and vols:
         from reconciler.cli import cmd_ps

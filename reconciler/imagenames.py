@@ -21,7 +21,7 @@ reconciler, so the pure planner and the registry client may both use it (import-
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "LEGACY_REGISTRY", "cut", "familiar", "key", "locate"]
+__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "LEGACY_REGISTRY", "cut", "familiar", "familiar_tagged", "key", "locate"]
 
 DEFAULT_REGISTRY = "docker.io"
 LEGACY_REGISTRY = "index.docker.io"     # Docker's old name of Docker Hub: the same registry
@@ -70,6 +70,13 @@ def familiar(ref: str) -> str:
     else:
         shown = repository
     return shown + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+
+
+def familiar_tagged(ref: str) -> str:
+    """A reference as Docker's API lists it: `familiar`, a name without a tag or digest as
+    NAME:latest (as dockerd names what it looked for). The Engine API's lists and `images -f`."""
+    _, tag, digest = cut(ref)
+    return familiar(ref if tag is not None or digest is not None else f"{ref}:{DEFAULT_TAG}")
 
 
 def key(ref: str) -> str:

@@ -719,12 +719,10 @@ def _image_or_404(rt: Any, ref: str) -> base.ImageInfo:
 
 
 def _familiar(ref: str) -> str:
-    """A reference as Docker's API shows it (docker.io/library/ left out; a name without a tag or
-    digest is NAME:latest, as dockerd names what it looked for)."""
+    """A reference as Docker's API shows it (`imagenames.familiar_tagged`)."""
     from reconciler import imagenames
 
-    _, tag, digest = imagenames.cut(ref)
-    return imagenames.familiar(ref if tag is not None or digest is not None else f"{ref}:{imagenames.DEFAULT_TAG}")
+    return imagenames.familiar_tagged(ref)
 
 
 def _repo_refs(i: base.ImageInfo) -> tuple[list[str], list[str]]:

@@ -87,18 +87,14 @@ def _filtered(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         infos = opening.open_image_store(engines.place(args)).list()
 
-    def familiar(ref: str) -> str:
-        _, tag, digest = imagenames.cut(ref)
-        return imagenames.familiar(ref if tag is not None or digest is not None else f"{ref}:{imagenames.DEFAULT_TAG}")
-
     by_id = {i.id: i for i in infos}
     views = {i.id: dockerfilters.ImageView(
         id=i.id, created_ns=dockerfilters.rfc3339_ns(i.created), labels=dict(i.config.get("Labels") or {}),
-        tags=tuple(familiar(t) for t in i.repo_tags), digests=tuple(sorted({familiar(d) for d in i.repo_digests})),
+        tags=tuple(imagenames.familiar_tagged(t) for t in i.repo_tags), digests=tuple(sorted({imagenames.familiar_tagged(d) for d in i.repo_digests})),
         has_children=False) for i in infos}
 
     def find(value: str) -> dockerfilters.ImageView:
-        want = familiar(value)
+        want = imagenames.familiar_tagged(value)
         found = [v for v in views.values() if want in v.tags or v.id == value or v.id.removeprefix("sha256:").startswith(
             value.removeprefix("sha256:"))]
         if not found:
@@ -108,8 +104,8 @@ def _filtered(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for view, tags, digests in dockerfilters.images(views.values(), fl, all_=True, find=find):
         row = listing.image_summary(by_id[view.id])
-        row["repo_tags"] = [t for t in row["repo_tags"] if familiar(t) in tags]
-        row["repo_digests"] = [d for d in row["repo_digests"] if familiar(d) in digests]
+        row["repo_tags"] = [t for t in row["repo_tags"] if imagenames.familiar_tagged(t) in tags]
+        row["repo_digests"] = [d for d in row["repo_digests"] if imagenames.familiar_tagged(d) in digests]
         out.append(row)
     return out
 

@@ -19,6 +19,7 @@ from reconciler.execution import passes
 from reconciler.runtime import base
 from reconciler.runtime import errors as rterrors
 from reconciler.runtime.fake import FakeRuntime
+from reconciler.runtime.native.backend import NativeRuntime
 from reconciler.state import history, labels
 from tests.execution.helpers import IMG, apply, container_doc, write
 from tests.helpers.host import Host
@@ -257,21 +258,7 @@ def test_once_leaves_no_restart_pending_that_no_process_will_make(
     """A crasher under `restart: always` is in back-off when `--once` ends: its restart manager
     ends with it, so nothing restarts it (until the next engine start). ps, inspect and diff say
     so: exited, not "Restarting" and "in sync"."""
-    write(tmp_path / "m", "c.yaml", f"""
-        apiVersion: reconciler/v1
-        kind: Container
-        metadata: {{name: crasher}}
-        spec: {{image: "{busybox_image}", command: [sh, -c, "exit 1"], networks: [none], restart: always}}
-        """)
-    # 5 s: its back-off has grown to 3.2 s by then, so the pass ends while a restart waits
-    assert host.cli("apply", str(tmp_path / "m"), "--settle", "5s") == 1
-    rt = host.runtime()
-    try:
-        deadline = time.monotonic() + 10          # a run the session started just before it ended
-        while str(rt.inspect_container("crasher").status) == "running" and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        rt.close()
+    _crasher_in_back_off(host, busybox_image, tmp_path).close()
     capfd.readouterr()
     assert host.cli("ps", "-a", "-o", "json") == 0
     [row] = json.loads(capfd.readouterr().out)
@@ -294,19 +281,8 @@ def test_once_leaves_a_crash_loop_in_its_back_off_to_the_restart_manager(
     100 ms, each `--once` a restart at full speed); it says it is restarting, as compose leaves a
     container in dockerd's restart back-off (`docker compose up -d` starts no restarting one), and
     its restart is the restart manager's, after twice the delay reached, counted from the exit."""
-    write(tmp_path / "m", "c.yaml", f"""
-        apiVersion: reconciler/v1
-        kind: Container
-        metadata: {{name: crasher}}
-        spec: {{image: "{busybox_image}", command: [sh, -c, "exit 1"], networks: [none], restart: always}}
-        """)
-    # 5 s: its back-off has grown to 3.2 s by then, so the pass ends while a restart waits
-    assert host.cli("apply", str(tmp_path / "m"), "--settle", "5s") == 1
-    rt = host.runtime()
+    rt = _crasher_in_back_off(host, busybox_image, tmp_path)
     try:
-        deadline = time.monotonic() + 10          # a run the session started just before it ended
-        while str(rt.inspect_container("crasher").status) == "running" and time.monotonic() < deadline:
-            time.sleep(0.05)
         before = rt.containers.get("crasher")
         assert before.restart_delay >= 1.6, before
         capfd.readouterr()
@@ -318,6 +294,23 @@ def test_once_leaves_a_crash_loop_in_its_back_off_to_the_restart_manager(
         assert after.restart_count - before.restart_count <= 1, (before, after)     # at most its policy's one
     finally:
         rt.close()
+
+
+def _crasher_in_back_off(host: Host, busybox_image: str, tmp_path: Path) -> NativeRuntime:
+    """A `restart: always` crasher applied with a 5 s settle (its back-off has grown to 3.2 s by
+    then, so the pass ends while a restart waits), once it no longer runs; the engine, to close."""
+    write(tmp_path / "m", "c.yaml", f"""
+        apiVersion: reconciler/v1
+        kind: Container
+        metadata: {{name: crasher}}
+        spec: {{image: "{busybox_image}", command: [sh, -c, "exit 1"], networks: [none], restart: always}}
+        """)
+    assert host.cli("apply", str(tmp_path / "m"), "--settle", "5s") == 1
+    rt = host.runtime()
+    deadline = time.monotonic() + 10          # a run the session started just before it ended
+    while str(rt.inspect_container("crasher").status) == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rt
 
 
 def _pass_seconds(out: str) -> float:
